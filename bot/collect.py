@@ -1,0 +1,106 @@
+"""Collect stage: run one source, committing each page together with its cursor."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from bot.collectors.base import Collector, Page
+from bot.errors import CollectorError
+from bot.storage import cursors
+from bot.storage.db import Database
+from bot.storage.models import PostRow
+from bot.storage.posts import mark_deleted, now_utc, row_to_post, store_posts
+
+log = logging.getLogger(__name__)
+
+# Replies and deletions are followed for cases this recent.
+FOLLOW_CASES_FOR = timedelta(days=3)
+
+
+@dataclass
+class SourceRun:
+    source: str
+    new: list[int] = field(default_factory=list)
+    updated: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    requests: int = 0
+    error: str | None = None
+
+
+def save_page(db: Database, source: str, page: Page, run: SourceRun, *, move_cursor: bool = True) -> None:
+    """Store a page's posts and deletions, then its cursor, in one transaction."""
+    with db.session() as session:
+        result = store_posts(session, page.posts, source=source)
+        deleted = sum(1 for native in page.deleted if _delete_any(session, native, page))
+        if move_cursor and page.cursor is not None:
+            cursors.set_cursor(session, source, page.cursor)
+        if page.requests:
+            cursors.add_reads(session, source, sum(1 for _ in page.posts))
+    run.new += result.new
+    run.updated += len(result.updated)
+    run.deleted += deleted + len(result.deleted)
+    run.skipped += page.skipped
+    run.requests += page.requests
+
+
+def _delete_any(session, native: str, page: Page) -> bool:
+    networks = {p.network for p in page.posts} or {None}
+    done = False
+    for network in networks:
+        if network is None:
+            rows = session.scalars(select(PostRow.network).where(PostRow.native_id == native)).all()
+            for net in set(rows):
+                done |= mark_deleted(session, net, native)
+        else:
+            done |= mark_deleted(session, network, native)
+    return done
+
+
+def recent_cases(db: Database, source: str, now: datetime) -> list:
+    with db.session() as session:
+        rows = session.scalars(
+            select(PostRow).where(
+                PostRow.source == source,
+                PostRow.answer_to_id.is_(None),
+                PostRow.reply_to.is_(None),
+                PostRow.deleted.is_(False),
+                PostRow.created_at >= now - FOLLOW_CASES_FOR,
+            )
+        ).all()
+        return [row_to_post(r) for r in rows]
+
+
+def run_source(db: Database, collector: Collector, *, now: datetime | None = None, follow: bool = True) -> SourceRun:
+    """Collect new posts, replies and deletions of one source. Never raises for source errors."""
+    now = now or now_utc()
+    run = SourceRun(source=collector.key)
+    try:
+        with db.session() as session:
+            cursor = cursors.get_cursor(session, collector.key)
+        for page in collector.pages(cursor):
+            save_page(db, collector.key, page, run)
+        if follow:
+            cases = recent_cases(db, collector.key, now)
+            if cases:
+                for page in collector.replies(cases):
+                    save_page(db, collector.key, page, run, move_cursor=False)
+                gone = collector.recheck(cases)
+                if gone:
+                    save_page(db, collector.key, Page(deleted=gone, requests=0), run, move_cursor=False)
+    except CollectorError as exc:
+        run.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one broken source must never stop the others
+        log.exception("source %s crashed", collector.key)
+        run.error = f"unexpected error: {exc!r}"
+    with db.session() as session:
+        if run.error:
+            log.warning("source %s failed this cycle: %s", collector.key, run.error)
+            cursors.record_failure(session, collector.key, run.error, now)
+        else:
+            cursors.record_success(session, collector.key, now)
+    return run

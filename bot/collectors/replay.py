@@ -1,0 +1,61 @@
+"""Replay source: reads normalized posts from a JSON Lines file (the demo, and tests).
+
+The cursor is the number of lines already read, so a second run reads nothing again.
+Top-level posts must carry a configured hashtag; replies (thread answers) need not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from bot.errors import CollectorError
+from bot.post import Post
+
+from .base import Collector, Page, matching_tags
+
+log = logging.getLogger(__name__)
+PAGE_SIZE = 200
+
+
+class ReplayCollector(Collector):
+    network = "replay"
+
+    def __init__(self, source, hashtags, *, base_dir: Path | None = None, **kwargs):
+        super().__init__(source, hashtags, **kwargs)
+        path = Path(source.url or "")
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        self.path = path
+
+    def pages(self, cursor: str | None) -> Iterator[Page]:
+        start = int(cursor or 0)
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise CollectorError(f"cannot read replay file {self.path}: {exc}") from exc
+        for begin in range(start, len(lines), PAGE_SIZE):
+            page = Page(cursor=str(min(begin + PAGE_SIZE, len(lines))))
+            for number, line in enumerate(lines[begin : begin + PAGE_SIZE], start=begin + 1):
+                if not line.strip():
+                    continue
+                post = self._parse(line, number)
+                if post is None:
+                    page.skipped += 1
+                elif post.deleted:
+                    page.deleted.append(post.id)
+                elif post.reply_to or matching_tags(post.hashtags, post.text, self.hashtags):
+                    page.posts.append(post)
+            yield page
+
+    def _parse(self, line: str, number: int) -> Post | None:
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            return Post.from_dict(data)
+        except ValueError as exc:
+            log.warning("%s:%d: skipped malformed post: %s", self.path, number, exc)
+            return None

@@ -1,0 +1,221 @@
+"""Typed models of config.yaml (the admin's contract). See README, section "Admin"."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from classifiers.labels import SPECIALTIES, URGENCIES
+
+from .durations import parse_duration, parse_quiet_hours, schedule_to_cron
+
+
+def _check_specialty(value: str) -> str:
+    if value not in SPECIALTIES:
+        raise ValueError(f"'{value}' is not a specialty (choose from: {', '.join(SPECIALTIES)})")
+    return value
+
+
+def _check_schedule(value: str) -> str:
+    schedule_to_cron(value)
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"'{value}' is not a time zone (e.g. Europe/Paris)") from exc
+    return value
+
+
+def _check_quiet(value: str) -> str:
+    parse_quiet_hours(value)
+    return value
+
+
+def _check_hashtag(value: str) -> str:
+    tag = value.lstrip("#")
+    if not tag or not re.fullmatch(r"\w+", tag):
+        raise ValueError(f"'{value}' is not a hashtag (letters, digits and _ only)")
+    return tag
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Specialty = Annotated[str, AfterValidator(_check_specialty)]
+Urgency = Literal["routine", "soon", "urgent"]
+Language = Literal["fr", "en"]
+ChannelName = Literal["smtp", "mastodon", "bluesky", "x", "outbox"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class DatabaseConfig(Strict):
+    url: str = "sqlite:///doctoctoc.db"
+
+
+class SourceConfig(Strict):
+    network: Literal["mastodon", "bluesky", "x", "replay"]
+    name: str | None = None
+    url: str | None = None
+    access_token: str | None = None
+    handle: str | None = None
+    app_password: str | None = None
+    bearer_token: str | None = None
+    poll_every: Duration = timedelta(minutes=2)
+    hashtags: list[Annotated[str, AfterValidator(_check_hashtag)]] | None = None
+    timeout: Duration = timedelta(seconds=30)
+    retries: int = Field(default=3, ge=0, le=10)
+    unhealthy_after: Duration = timedelta(minutes=30)
+    # Mastodon: optional streaming of the hashtag timeline.
+    stream: bool = False
+    # Bluesky: firehose / Jetstream base URI for streaming, and search backfill.
+    stream_url: str | None = None
+    search: bool = True
+    # X: stop before spending more reads than this per calendar month.
+    monthly_read_budget: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> SourceConfig:
+        if self.network in ("mastodon", "replay") and not self.url:
+            raise ValueError(f"a {self.network} source needs 'url'")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.name or f"{self.network}:{self.url or 'default'}"
+
+
+class SmtpConfig(Strict):
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["none", "starttls", "ssl"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    sender: str
+    timeout: Duration = timedelta(seconds=30)
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_private_key: str | None = None
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"none": 25, "starttls": 587, "ssl": 465}[self.security]
+
+
+class MastodonChannelConfig(Strict):
+    url: str
+    access_token: str | None = None
+
+
+class BlueskyChannelConfig(Strict):
+    url: str = "https://bsky.social"
+    handle: str | None = None
+    app_password: str | None = None
+
+
+class XChannelConfig(Strict):
+    consumer_key: str | None = None
+    consumer_secret: str | None = None
+    access_token: str | None = None
+    access_token_secret: str | None = None
+
+
+class OutboxConfig(Strict):
+    dir: str = "outbox"
+
+
+class ChannelsConfig(Strict):
+    smtp: SmtpConfig | None = None
+    mastodon: MastodonChannelConfig | None = None
+    bluesky: BlueskyChannelConfig | None = None
+    x: XChannelConfig | None = None
+    outbox: OutboxConfig | None = None
+
+
+def _languages(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _specialties(value: Any) -> Any:
+    return value
+
+
+class SubscriberConfig(Strict):
+    name: str
+    id: str | None = None
+    role: Literal["clinician", "student"] = "clinician"
+    language: Annotated[list[Language], BeforeValidator(_languages)] = ["fr"]
+    email: str | None = None
+    mastodon: str | None = None
+    bluesky: str | None = None
+    x: str | None = None
+    deliver_by: list[ChannelName] = ["outbox"]
+    specialties: list[Specialty] | Literal["all"] = "all"
+    min_urgency: Urgency = "routine"
+    digest: Annotated[str, AfterValidator(_check_schedule)] = "daily 07:30"
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/Paris"
+    immediate: Urgency | Literal["never"] = "urgent"
+    quiet_hours: Annotated[str, AfterValidator(_check_quiet)] | None = None
+    urgent_overrides_quiet: bool = True
+    triage: bool = False
+    escalation: bool = False
+    escalate_after: Duration | None = None
+    hide_authors: bool = False
+    max_items: int = Field(default=20, ge=1, le=500)
+
+    @property
+    def key(self) -> str:
+        return self.id or slugify(self.name)
+
+    def wants_specialty(self, specialty: str | None) -> bool:
+        if specialty is None:
+            return False
+        return self.specialties == "all" or specialty in self.specialties
+
+
+class ClassifierConfig(Strict):
+    model: str | None = None
+    uncertain_below: float = Field(default=0.45, ge=0.0, le=1.0)
+
+
+class DeliveryConfig(Strict):
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    first_retry: Duration = timedelta(minutes=1)
+    max_retry: Duration = timedelta(hours=4)
+    sending_timeout: Duration = timedelta(minutes=10)
+
+
+class WebConfig(Strict):
+    public_url: str = "http://localhost:8080"
+    secret: str | None = None
+
+
+class Config(Strict):
+    version: Literal[1]
+    database: DatabaseConfig = DatabaseConfig()
+    hashtags: list[Annotated[str, AfterValidator(_check_hashtag)]] = Field(min_length=1)
+    sources: list[SourceConfig] = []
+    channels: ChannelsConfig = ChannelsConfig()
+    subscribers: list[SubscriberConfig] = []
+    classifier: ClassifierConfig = ClassifierConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    web: WebConfig = WebConfig()
+    blocked_authors: list[str] = []
+    only_known_authors: bool = False
+    known_authors: list[str] = []
+
+
+def slugify(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-") or "subscriber"
+
+
+URGENCY_IDS = URGENCIES
