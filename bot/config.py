@@ -86,7 +86,12 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
         config = Config.model_validate(data)
     except ValidationError as exc:
         messages = [fmt(loc, msg) for loc, msg in errors]
-        messages += [fmt(tuple(e["loc"]), _message(e)) for e in _dedupe(exc.errors())]
+        env_locs = {loc for loc, _ in errors}
+        messages += [
+            fmt(tuple(e["loc"]), _message(e))
+            for e in _dedupe(exc.errors())
+            if tuple(e["loc"]) not in env_locs
+        ]
         raise ConfigError(sorted(set(messages), key=_line_key)) from exc
     if errors:
         raise ConfigError([fmt(loc, msg) for loc, msg in errors])

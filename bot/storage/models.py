@@ -81,6 +81,8 @@ class PostRow(Base):
     first_answer_at: Mapped[datetime | None]
     # The same case posted by the same author on another network points at the first copy.
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"), index=True)
+    # Set once the routing stage has handled the post's classification.
+    routed_at: Mapped[datetime | None]
 
     classifications: Mapped[list[ClassificationRow]] = relationship(
         back_populates="post", order_by="ClassificationRow.id", cascade="all, delete-orphan"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 13:40:56.554335
+Create Date: 2026-11-28 13:46:57.977663
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('blocked_authors',
     sa.Column('handle', sa.String(length=255), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -62,6 +62,7 @@ def upgrade() -> None:
     sa.Column('answer_count', sa.Integer(), nullable=False),
     sa.Column('first_answer_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('duplicate_of_id', sa.Integer(), nullable=True),
+    sa.Column('routed_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['answer_to_id'], ['posts.id'], ),
     sa.ForeignKeyConstraint(['duplicate_of_id'], ['posts.id'], ),
     sa.PrimaryKeyConstraint('id'),
@@ -146,11 +147,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_deliveries_status_due', ['status', 'due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_deliveries_subscriber_id'), ['subscriber_id'], unique=False)
 
-    
+
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deliveries_subscriber_id'))
         batch_op.drop_index('ix_deliveries_status_due')
@@ -178,4 +179,4 @@ def downgrade() -> None:
     op.drop_table('posts')
     op.drop_table('cursors')
     op.drop_table('blocked_authors')
-    
+

@@ -1,0 +1,37 @@
+"""Helpers shared by the CLI modules: the --config option, loading config and database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .config import LoadedConfig, load_config
+from .storage.db import Database
+
+DEFAULT_CONFIG = os.environ.get("DOCTOCTOC_CONFIG", "config.yaml")
+
+
+def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config",
+        "config_path",
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="Path to the config file (also $DOCTOCTOC_CONFIG).",
+    )(fn)
+
+
+def load(config_path: str) -> LoadedConfig:
+    return load_config(config_path)
+
+
+def open_db(loaded: LoadedConfig, *, upgrade: bool = True) -> Database:
+    """Open the configured database, migrating it to the newest schema first."""
+    db = Database(loaded.config.database.url)
+    if upgrade:
+        db.upgrade()
+    return db

@@ -1,0 +1,196 @@
+"""One cycle: collect -> store -> classify -> route -> deliver, each stage testable alone."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import exists, select
+
+from bot.collect import SourceRun, run_source
+from bot.collectors import build_collector
+from bot.collectors.base import Collector, utc_now
+from bot.config import LoadedConfig
+from bot.errors import DocTocTocError
+from bot.storage.db import Database
+from bot.storage.models import ClassificationRow, PostRow
+from digests.channels import Channel, build_channels
+from digests.delivery import FlushResult, flush
+from digests.routing import RouteResult, escalate, release_student_items, route_posts, sync_subscribers
+
+log = logging.getLogger(__name__)
+CLASSIFY_BATCH = 500
+
+
+@dataclass
+class CycleSummary:
+    new_posts: int = 0
+    requests: int = 0
+    urgent: int = 0
+    sources_failed: list[str] = field(default_factory=list)
+    flushed: FlushResult = field(default_factory=FlushResult)
+    outbox_dir: str | None = None
+
+    def line(self) -> str:
+        """The one-line human summary that ends each cycle."""
+        text = f"{self.new_posts} new posts, {self.requests} requests ({self.urgent} urgent)"
+        by_channel: dict[str, list[int]] = {}
+        for _sub, channel, kind, _n in self.flushed.sent:
+            counts = by_channel.setdefault(channel, [0, 0])
+            counts[0] += 1
+            counts[1] += kind == "alert"
+        parts = []
+        for channel, (n, alerts) in sorted(by_channel.items()):
+            noun = "digest" if n == 1 else "digests"
+            where = f"written to {self.outbox_dir}/" if channel == "outbox" else f"sent by {channel}"
+            extra = f" ({alerts} alert{'s' if alerts != 1 else ''})" if alerts else ""
+            parts.append(f"{n} {noun} {where}{extra}")
+        text += "; " + (", ".join(parts) if parts else "no digest due")
+        if self.flushed.retrying:
+            text += f"; {self.flushed.retrying} deliveries will be retried"
+        if self.sources_failed:
+            text += f"; failing: {', '.join(self.sources_failed)}"
+        return text
+
+
+class Pipeline:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        db: Database,
+        *,
+        classifier=None,
+        channels: dict[str, Channel] | None = None,
+        collectors: list[Collector] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+        base_dir: Path | None = None,
+    ):
+        self.loaded = loaded
+        self.db = db
+        self.clock = clock
+        self.base_dir = base_dir or loaded.path.resolve().parent
+        self._classifier = classifier
+        self.channels = channels if channels is not None else build_channels(loaded, base_dir=Path.cwd())
+        self.collectors = collectors if collectors is not None else self._build_collectors(sleep)
+
+    def _build_collectors(self, sleep: Callable[[float], None]) -> list[Collector]:
+        out = []
+        for i, source in enumerate(self.loaded.config.sources):
+            if not self.loaded.source_enabled(i):
+                continue
+            kwargs = {"sleep": sleep, "clock": self.clock}
+            if source.network == "replay":
+                kwargs["base_dir"] = self.base_dir
+            try:
+                out.append(build_collector(source, self.loaded.config.hashtags, **kwargs))
+            except DocTocTocError as exc:
+                self.loaded.disabled[f"sources[{i}]"] = str(exc)
+                log.warning("disabled: sources[%d]: %s", i, exc)
+        return out
+
+    @property
+    def classifier(self):
+        if self._classifier is None:
+            from classifiers import load_classifier
+
+            cfg = self.loaded.config.classifier
+            self._classifier = load_classifier(cfg.model)
+            self._classifier.uncertain_below = cfg.uncertain_below
+        return self._classifier
+
+    # --- stages --------------------------------------------------------------------------
+
+    def collect(self, collectors: list[Collector] | None = None) -> list[SourceRun]:
+        runs = []
+        for collector in collectors if collectors is not None else self.collectors:
+            runs.append(run_source(self.db, collector, now=self.clock()))
+        return runs
+
+    def classify_pending(self) -> int:
+        """Classify stored top-level posts that have no classification yet."""
+        done = 0
+        while True:
+            with self.db.session() as session:
+                rows = session.scalars(
+                    select(PostRow)
+                    .where(
+                        PostRow.deleted.is_(False),
+                        PostRow.answer_to_id.is_(None),
+                        PostRow.reply_to.is_(None),
+                        ~exists().where(ClassificationRow.post_id == PostRow.id),
+                    )
+                    .order_by(PostRow.id)
+                    .limit(CLASSIFY_BATCH)
+                ).all()
+                if not rows:
+                    return done
+                results = self.classifier.classify([r.text for r in rows], [r.lang for r in rows])
+                now = self.clock()
+                for row, c in zip(rows, results, strict=True):
+                    if row.lang is None and c.lang:
+                        row.lang = c.lang
+                    session.add(
+                        ClassificationRow(
+                            post_id=row.id,
+                            model_version=c.model_version or self.classifier.version,
+                            is_request=c.is_request,
+                            specialty=c.specialty,
+                            specialty_scores=c.specialties,
+                            urgency=c.urgency,
+                            urgency_score=c.urgency_score,
+                            cues=c.cues,
+                            uncertain=c.uncertain,
+                            created_at=now,
+                        )
+                    )
+                done += len(rows)
+
+    def route(self) -> RouteResult:
+        now = self.clock()
+        with self.db.session() as session:
+            sync_subscribers(session, self.loaded, now)
+            ids = list(
+                session.scalars(
+                    select(PostRow.id)
+                    .where(PostRow.routed_at.is_(None), exists().where(ClassificationRow.post_id == PostRow.id))
+                    .order_by(PostRow.id)
+                )
+            )
+            result = route_posts(session, self.loaded, ids, now)
+            for row in session.scalars(select(PostRow).where(PostRow.id.in_(ids))):
+                if row.id not in result.held:
+                    row.routed_at = now
+            escalate(session, self.loaded, now)
+            release_student_items(session, now)
+        return result
+
+    def deliver(self, *, force: bool = False) -> FlushResult:
+        return flush(self.db, self.loaded, self.channels, self.clock(), force=force)
+
+    def cycle(self, *, force_flush: bool = False, collect: bool = True) -> CycleSummary:
+        summary = CycleSummary(outbox_dir=self._outbox_dir())
+        if collect:
+            for run in self.collect():
+                summary.new_posts += len(run.new)
+                if run.error:
+                    summary.sources_failed.append(run.source)
+        self.classify_pending()
+        routed = self.route()
+        summary.requests, summary.urgent = routed.requests, routed.urgent
+        summary.flushed = self.deliver(force=force_flush)
+        return summary
+
+    def _outbox_dir(self) -> str | None:
+        outbox = self.loaded.config.channels.outbox
+        return outbox.dir.rstrip("/") if outbox else None
+
+    def close(self) -> None:
+        for collector in self.collectors:
+            collector.close()
+        for channel in self.channels.values():
+            channel.close()

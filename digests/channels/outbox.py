@@ -1,0 +1,41 @@
+"""Outbox channel: writes each digest as a file (.eml for email, .txt for DMs). The demo default."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from bot.config_models import OutboxConfig, SubscriberConfig
+from digests.email_message import build_email
+from digests.render import Digest
+
+from .base import Channel, SendResult
+
+
+class OutboxChannel(Channel):
+    name = "outbox"
+    max_length = None
+
+    def __init__(self, config: OutboxConfig, *, base_dir: Path | None = None, sender: str | None = None):
+        path = Path(config.dir)
+        self.dir = path if path.is_absolute() or base_dir is None else base_dir / path
+        self.sender = sender or "DocTocToc bot <bot@doctoctoc-bot.local>"
+
+    def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:
+        to = subscriber.email or f"{re.sub(r'[^a-z0-9.-]+', '-', subscriber.key)}@outbox.invalid"
+        try:
+            message = build_email(digest, sender=self.sender, to=to)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            name = f"{digest.generated_at:%Y%m%dT%H%M%S}-{digest.kind}-{_safe(digest.subscriber_id)}-{_safe(digest.message_key)[-12:]}.eml"
+            target = self.dir / name
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(bytes(message))
+            os.replace(tmp, target)  # atomic: a crash never leaves half a digest
+        except (OSError, ValueError) as exc:
+            return SendResult.failure(f"cannot write to outbox {self.dir}: {exc}")
+        return SendResult.success(str(target))
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text)[:60]

@@ -1,0 +1,75 @@
+"""SMTP channel: smtplib with STARTTLS or SSL, auth from env, optional DKIM signing."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from pathlib import Path
+
+from bot.config_models import SmtpConfig, SubscriberConfig
+from digests.email_message import build_email
+from digests.render import Digest
+
+from .base import Channel, SendResult
+
+DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post"]
+
+
+class SmtpChannel(Channel):
+    name = "smtp"
+    max_length = None
+    resend_after_crash = True  # same Message-ID: a resend is recognisable
+
+    def __init__(self, config: SmtpConfig, *, ssl_context: ssl.SSLContext | None = None):
+        self.config = config
+        self.ssl_context = ssl_context or ssl.create_default_context()
+
+    def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:
+        if not subscriber.email:
+            return SendResult.failure("subscriber has no email address", retryable=False)
+        cfg = self.config
+        try:
+            message = build_email(digest, sender=cfg.sender, to=subscriber.email)
+        except (ValueError, TypeError) as exc:
+            return SendResult.failure(f"cannot build the message: {exc}", retryable=False)
+        data = message.as_bytes()
+        if cfg.dkim_private_key and cfg.dkim_selector and cfg.dkim_domain:
+            data = self._dkim(data) + data
+        timeout = cfg.timeout.total_seconds()
+        try:
+            if cfg.security == "ssl":
+                client: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.effective_port, timeout=timeout, context=self.ssl_context)
+            else:
+                client = smtplib.SMTP(cfg.host, cfg.effective_port, timeout=timeout)
+            with client:
+                if cfg.security == "starttls":
+                    client.starttls(context=self.ssl_context)
+                if cfg.username and cfg.password:
+                    client.login(cfg.username, cfg.password)
+                refused = client.sendmail(message["From"].addresses[0].addr_spec, [subscriber.email], data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            return SendResult.failure(f"recipient refused: {exc.recipients}", retryable=False)
+        except smtplib.SMTPAuthenticationError as exc:
+            return SendResult.failure(f"SMTP authentication failed: {exc.smtp_code}")
+        except smtplib.SMTPResponseException as exc:
+            permanent = 500 <= exc.smtp_code < 600
+            return SendResult.failure(f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}", retryable=not permanent)
+        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+            return SendResult.failure(f"SMTP server {cfg.host}:{cfg.effective_port} unreachable: {exc}")
+        if refused:
+            return SendResult.failure(f"recipient refused: {refused}", retryable=False)
+        return SendResult.success(message["Message-ID"])
+
+    def _dkim(self, data: bytes) -> bytes:
+        import dkim
+
+        key_ref = self.config.dkim_private_key or ""
+        key = Path(key_ref).read_bytes() if Path(key_ref).is_file() else key_ref.encode()
+        return dkim.sign(
+            data,
+            self.config.dkim_selector.encode(),
+            self.config.dkim_domain.encode(),
+            key,
+            include_headers=DKIM_HEADERS,
+        )

@@ -1,0 +1,154 @@
+"""Render digests and alerts: email HTML + plain text, and short DM text.
+
+Post text is untrusted: the HTML environment autoescapes everything, and plain-text
+outputs are stripped of control characters. Templates live in digests/templates/.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from .i18n import specialty_name, strings
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+MAX_ITEM_CHARS = 600  # a digest item shows at most this much of a post
+URGENCY_COLORS = {"urgent": "#c62828", "soon": "#ef6c00", "routine": "#607d8b"}
+
+
+@dataclass
+class DigestItem:
+    post_id: int
+    url: str
+    text: str
+    author: str
+    network: str
+    created_at: datetime
+    specialty: str | None
+    urgency: str | None
+    cues: list[str] = field(default_factory=list)
+    answer_count: int = 0
+    media: list[dict[str, str]] = field(default_factory=list)
+    correction_url: str | None = None
+    uncertain: bool = False
+    reason: str = "specialty"
+    answers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Digest:
+    subscriber_id: str
+    subscriber_name: str
+    language: str
+    kind: str  # alert | digest | student
+    items: list[DigestItem]
+    answered: list[DigestItem] = field(default_factory=list)
+    more: int = 0
+    more_url: str = ""
+    unsubscribe_url: str = ""
+    specialties: str = ""
+    message_key: str = ""
+    generated_at: datetime | None = None
+
+    @property
+    def all_items(self) -> list[DigestItem]:
+        return self.items + self.answered
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(text: str, limit: int | None = MAX_ITEM_CHARS) -> str:
+    """Untrusted text made safe for plain-text output: no control or bidi-override chars."""
+    text = unicodedata.normalize("NFC", text or "")
+    text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = re.sub(r"[ \t]+", " ", text).strip()
+    return shorten(text, limit) if limit else text
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    """For headers and subjects: a single line, no CR/LF (header injection)."""
+    return shorten(" ".join(clean_text(text, None).split()), limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut at a word boundary, never mid-word, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(1, limit - 1)]
+    if " " in cut:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:.") + "…"
+
+
+@lru_cache(maxsize=2)
+def _env(html: bool) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "html.j2"]) if html else False,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["clean"] = clean_text
+    env.filters["oneline"] = one_line
+    return env
+
+
+def _context(digest: Digest) -> dict:
+    lang = digest.language
+    s = strings(lang)
+    return {
+        "d": digest,
+        "s": s,
+        "lang": lang,
+        "spec": lambda sp: specialty_name(lang, sp),
+        "urgency_word": lambda u: s.get(u or "routine", u or ""),
+        "color": lambda u: URGENCY_COLORS.get(u or "routine", "#607d8b"),
+        "count": len(digest.items) + len(digest.answered) + digest.more,
+    }
+
+
+def subject(digest: Digest) -> str:
+    s = strings(digest.language)
+    if digest.kind == "alert" and digest.items:
+        first = digest.items[0]
+        key = "subject_alert" if first.urgency == "urgent" else "subject_alert_soon"
+        return one_line(s[key].format(specialty=specialty_name(digest.language, first.specialty)), 120)
+    count = len(digest.items) + len(digest.answered) + digest.more
+    key = "subject_student" if digest.kind == "student" else "subject_digest"
+    return one_line(s[key].format(count=count), 120)
+
+
+def render_email(digest: Digest) -> tuple[str, str, str]:
+    """(subject, plain text, html)."""
+    ctx = _context(digest)
+    text = _env(False).get_template("email.txt.j2").render(**ctx)
+    html = _env(True).get_template("email.html.j2").render(**ctx)
+    return subject(digest), text, html
+
+
+def render_dm(digest: Digest, max_length: int, prefix: str = "") -> str:
+    """DM text within `max_length` characters (prefix such as a mention included).
+
+    A digest that does not fit is cut at an item boundary, with a link to the rest.
+    """
+    env = _env(False)
+    template = env.get_template("dm.txt.j2")
+    items = list(digest.all_items)
+    for keep in range(len(items), -1, -1):
+        shown = items[:keep]
+        rest = len(items) - keep + digest.more
+        ctx = _context(digest) | {"shown": shown, "rest": rest}
+        text = prefix + template.render(**ctx).strip()
+        if len(text) <= max_length:
+            return text
+    # Not even the header fits: one shortened item, still cut on a word boundary.
+    return shorten(prefix + one_line(subject(digest), max_length) + " " + digest.more_url, max_length)

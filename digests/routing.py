@@ -1,0 +1,224 @@
+"""Route classified requests to subscribers: who gets what, on which channel, and when.
+
+Each (subscriber, post, channel) becomes at most one row of the deliveries table
+(unique constraint): routing the same post twice never sends it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.config import LoadedConfig
+from bot.config_models import SubscriberConfig
+from bot.storage.models import BlockedAuthorRow, ClassificationRow, DeliveryRow, PostRow, SubscriberRow
+from classifiers.labels import urgency_at_least
+
+from .schedule import in_quiet_hours, next_digest_time, quiet_hours_end
+
+log = logging.getLogger(__name__)
+STUDENT_DELAY = timedelta(hours=24)
+DEFAULT_ESCALATE_AFTER = timedelta(minutes=30)
+
+
+@dataclass
+class RouteResult:
+    requests: int = 0
+    urgent: int = 0
+    deliveries: int = 0
+    held: list[int] = field(default_factory=list)  # posts waiting in moderation
+
+
+def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> None:
+    """Mirror config subscribers into the db (unsubscribes stored there survive config edits)."""
+    seen = set()
+    for sub in loaded.config.subscribers:
+        seen.add(sub.key)
+        row = session.get(SubscriberRow, sub.key)
+        settings = sub.model_dump(mode="json")
+        if row is None:
+            session.add(SubscriberRow(id=sub.key, name=sub.name, settings=settings, in_config=True, updated_at=now))
+        elif row.settings != settings or not row.in_config or row.name != sub.name:
+            row.name, row.settings, row.in_config, row.updated_at = sub.name, settings, True, now
+    for row in session.scalars(select(SubscriberRow).where(SubscriberRow.in_config.is_(True))):
+        if row.id not in seen:
+            row.in_config = False
+            row.updated_at = now
+    session.flush()
+
+
+def active_subscribers(session: Session, loaded: LoadedConfig) -> list[SubscriberConfig]:
+    unsubscribed = set(
+        session.scalars(select(SubscriberRow.id).where(SubscriberRow.unsubscribed_at.is_not(None)))
+    )
+    return [s for s in loaded.config.subscribers if s.key not in unsubscribed]
+
+
+def latest_classification(session: Session, post_id: int) -> ClassificationRow | None:
+    return session.scalar(
+        select(ClassificationRow)
+        .where(ClassificationRow.post_id == post_id)
+        .order_by(ClassificationRow.id.desc())
+        .limit(1)
+    )
+
+
+def blocked_handles(session: Session, loaded: LoadedConfig) -> set[str]:
+    stored = set(session.scalars(select(BlockedAuthorRow.handle)))
+    return {normalize_handle(h) for h in [*loaded.config.blocked_authors, *stored]}
+
+
+def normalize_handle(handle: str) -> str:
+    return handle.strip().lstrip("@").lower()
+
+
+def is_routable(post: PostRow) -> bool:
+    return not post.deleted and post.answer_to_id is None and post.reply_to is None and post.duplicate_of_id is None
+
+
+def matches(sub: SubscriberConfig, post: PostRow, c: ClassificationRow) -> str | None:
+    """Why this subscriber gets this request ('specialty' or 'triage'), or None."""
+    if post.lang and post.lang.split("-")[0] not in sub.language:
+        return None
+    if sub.role == "student":
+        return "student" if sub.wants_specialty(c.specialty) else None
+    if sub.escalation:
+        return None  # the next ring only hears of unanswered urgent cases (see escalate)
+    if not urgency_at_least(c.urgency, sub.min_urgency):
+        return None
+    if sub.wants_specialty(c.specialty):
+        return "specialty"
+    if c.uncertain and sub.triage:
+        return "triage"
+    return None
+
+
+def due_time(sub: SubscriberConfig, post: PostRow, c: ClassificationRow, reason: str, now: datetime) -> tuple[str, datetime]:
+    """('alert' | 'digest' | 'student', when it may go out)."""
+    if reason == "student":
+        return "student", post.created_at + STUDENT_DELAY
+    if sub.immediate != "never" and urgency_at_least(c.urgency, sub.immediate):
+        urgent_passes = c.urgency == "urgent" and sub.urgent_overrides_quiet
+        if in_quiet_hours(sub, now) and not urgent_passes:
+            return "alert", quiet_hours_end(sub, now)
+        return "alert", now
+    return "digest", next_digest_time(sub, now)
+
+
+def route_posts(session: Session, loaded: LoadedConfig, post_ids: list[int], now: datetime) -> RouteResult:
+    """Create deliveries for newly classified requests."""
+    result = RouteResult()
+    subscribers = active_subscribers(session, loaded)
+    blocked = blocked_handles(session, loaded)
+    known = {normalize_handle(h) for h in loaded.config.known_authors}
+    for post_id in post_ids:
+        post = session.get(PostRow, post_id)
+        if post is None or not is_routable(post):
+            continue
+        c = latest_classification(session, post_id)
+        if c is None or not c.is_request:
+            continue
+        result.requests += 1
+        result.urgent += c.urgency == "urgent"
+        handle = normalize_handle(post.author_handle)
+        if handle in blocked:
+            log.info("post %s by blocked author %s is kept but not routed", post.id, handle)
+            continue
+        if loaded.config.only_known_authors and handle not in known:
+            result.held.append(post.id)
+            continue
+        for sub in subscribers:
+            reason = matches(sub, post, c)
+            if reason is None:
+                continue
+            kind, due = due_time(sub, post, c, reason, now)
+            result.deliveries += add_deliveries(session, sub, post.id, kind, reason, due, now)
+    return result
+
+
+def add_deliveries(
+    session: Session, sub: SubscriberConfig, post_id: int, kind: str, reason: str, due: datetime, now: datetime
+) -> int:
+    added = 0
+    for channel in sub.deliver_by:
+        exists = session.scalar(
+            select(DeliveryRow.id).where(
+                DeliveryRow.subscriber_id == sub.key,
+                DeliveryRow.post_id == post_id,
+                DeliveryRow.channel == channel,
+            )
+        )
+        if exists is not None:
+            continue
+        session.add(
+            DeliveryRow(
+                subscriber_id=sub.key,
+                post_id=post_id,
+                channel=channel,
+                kind=kind,
+                reason=reason,
+                status="pending",
+                attempts=0,
+                due_at=due,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        added += 1
+    session.flush()
+    return added
+
+
+def escalate(session: Session, loaded: LoadedConfig, now: datetime) -> int:
+    """Alert the next ring about urgent requests still unanswered after `escalate_after`."""
+    ring = [s for s in active_subscribers(session, loaded) if s.escalation]
+    if not ring:
+        return 0
+    added = 0
+    longest = max((s.escalate_after or DEFAULT_ESCALATE_AFTER) for s in ring)
+    rows = session.execute(
+        select(PostRow, ClassificationRow)
+        .join(ClassificationRow, ClassificationRow.post_id == PostRow.id)
+        .where(
+            ClassificationRow.urgency == "urgent",
+            ClassificationRow.is_request.is_(True),
+            PostRow.answer_count == 0,
+            PostRow.deleted.is_(False),
+            PostRow.answer_to_id.is_(None),
+            PostRow.duplicate_of_id.is_(None),
+            PostRow.collected_at >= now - longest - timedelta(days=1),
+        )
+    ).all()
+    for post, c in rows:
+        if latest_classification(session, post.id).id != c.id:
+            continue
+        for sub in ring:
+            wait = sub.escalate_after or DEFAULT_ESCALATE_AFTER
+            if now - post.collected_at < wait or not sub.wants_specialty(c.specialty):
+                continue
+            if post.lang and post.lang.split("-")[0] not in sub.language:
+                continue
+            added += add_deliveries(session, sub, post.id, "alert", "escalation", now, now)
+    return added
+
+
+def release_student_items(session: Session, now: datetime) -> int:
+    """Student items go out once the case is answered (or 24 h old, their default due time)."""
+    rows = session.scalars(
+        select(DeliveryRow)
+        .join(PostRow, PostRow.id == DeliveryRow.post_id)
+        .where(
+            DeliveryRow.kind == "student",
+            DeliveryRow.status == "pending",
+            DeliveryRow.attempts == 0,
+            DeliveryRow.due_at > now,
+            PostRow.answer_count > 0,
+        )
+    ).all()
+    for row in rows:
+        row.due_at = now
+    return len(rows)

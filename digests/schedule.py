@@ -1,0 +1,45 @@
+"""When a subscriber's digest goes out, and quiet hours, in the subscriber's time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.config_models import SubscriberConfig
+from bot.durations import parse_quiet_hours, schedule_to_cron
+
+
+def digest_trigger(sub: SubscriberConfig) -> CronTrigger:
+    return CronTrigger.from_crontab(schedule_to_cron(sub.digest), timezone=ZoneInfo(sub.timezone))
+
+
+def next_digest_time(sub: SubscriberConfig, after: datetime) -> datetime:
+    """The first scheduled digest strictly after `after` (aware UTC in, aware out)."""
+    trigger = digest_trigger(sub)
+    fire = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    assert fire is not None
+    return fire
+
+
+def in_quiet_hours(sub: SubscriberConfig, when: datetime) -> bool:
+    if not sub.quiet_hours:
+        return False
+    (sh, sm), (eh, em) = parse_quiet_hours(sub.quiet_hours)
+    local = when.astimezone(ZoneInfo(sub.timezone)).time()
+    start, end = time(sh, sm), time(eh, em)
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def quiet_hours_end(sub: SubscriberConfig, when: datetime) -> datetime:
+    """When the quiet period containing `when` ends (local wall clock, DST-safe)."""
+    (_, _), (eh, em) = parse_quiet_hours(sub.quiet_hours or "00:00-00:00")
+    tz = ZoneInfo(sub.timezone)
+    local = when.astimezone(tz)
+    end = datetime.combine(local.date(), time(eh, em), tzinfo=tz)
+    if end <= local:
+        end = datetime.combine(local.date() + timedelta(days=1), time(eh, em), tzinfo=tz)
+    return end

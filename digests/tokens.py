@@ -1,0 +1,59 @@
+"""Unsubscribe and correction tokens: HMAC-SHA256 with the web secret."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+
+from sqlalchemy.orm import Session
+
+from bot.storage.models import SettingRow
+
+SECRET_ENV = "DOCTOCTOC_SECRET"
+
+
+def resolve_secret(session: Session, configured: str | None) -> bytes:
+    """The configured secret (web.secret), else $DOCTOCTOC_SECRET, else one stored in the db."""
+    value = configured or os.environ.get(SECRET_ENV)
+    if value:
+        return value.encode()
+    row = session.get(SettingRow, "web_secret")
+    if row is None:
+        row = SettingRow(name="web_secret", value=secrets.token_hex(32))
+        session.add(row)
+        session.flush()
+    return row.value.encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign(secret: bytes, purpose: str, value: str) -> str:
+    mac = hmac.new(secret, f"{purpose}:{value}".encode(), hashlib.sha256).digest()[:16]
+    return f"{_b64(value.encode())}.{_b64(mac)}"
+
+
+def verify(secret: bytes, purpose: str, token: str) -> str | None:
+    """The signed value, or None when the token is forged or malformed."""
+    try:
+        encoded, _ = token.strip().split(".", 1)
+        value = _unb64(encoded).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if hmac.compare_digest(sign(secret, purpose, value), token.strip()) else None
+
+
+def unsubscribe_token(secret: bytes, subscriber_id: str) -> str:
+    return sign(secret, "unsubscribe", subscriber_id)
+
+
+def correction_token(secret: bytes, post_id: int, subscriber_id: str) -> str:
+    return sign(secret, "correct", f"{post_id}:{subscriber_id}")
