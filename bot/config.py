@@ -155,9 +155,9 @@ def _dedupe(errors: list[Any]) -> list[Any]:
     out = []
     for err in cleaned:
         loc = err["loc"]
-        if err["type"] == "literal_error" and err.get("ctx", {}).get("expected") == "'all'":
-            if any(e is not err and e["loc"][: len(loc)] == loc for e in cleaned):
-                continue
+        is_all_branch = err["type"] == "literal_error" and err.get("ctx", {}).get("expected") == "'all'"
+        if is_all_branch and any(e is not err and e["loc"][: len(loc)] == loc for e in cleaned):
+            continue
         out.append(err)
     return out
 

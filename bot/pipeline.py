@@ -20,7 +20,13 @@ from bot.storage.db import Database
 from bot.storage.models import ClassificationRow, PostRow
 from digests.channels import Channel, build_channels
 from digests.delivery import FlushResult, flush
-from digests.routing import RouteResult, escalate, release_student_items, route_posts, sync_subscribers
+from digests.routing import (
+    RouteResult,
+    escalate,
+    release_student_items,
+    route_posts,
+    sync_subscribers,
+)
 
 log = logging.getLogger(__name__)
 CLASSIFY_BATCH = 500

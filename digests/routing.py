@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 
 from bot.config import LoadedConfig
 from bot.config_models import SubscriberConfig
-from bot.storage.models import BlockedAuthorRow, ClassificationRow, DeliveryRow, PostRow, SubscriberRow
+from bot.storage.models import (
+    BlockedAuthorRow,
+    ClassificationRow,
+    DeliveryRow,
+    PostRow,
+    SubscriberRow,
+)
 from classifiers.labels import urgency_at_least
 
 from .schedule import in_quiet_hours, next_digest_time, quiet_hours_end

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 from pathlib import Path
 
@@ -55,7 +54,7 @@ class SmtpChannel(Channel):
         except smtplib.SMTPResponseException as exc:
             permanent = 500 <= exc.smtp_code < 600
             return SendResult.failure(f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}", retryable=not permanent)
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             return SendResult.failure(f"SMTP server {cfg.host}:{cfg.effective_port} unreachable: {exc}")
         if refused:
             return SendResult.failure(f"recipient refused: {refused}", retryable=False)
