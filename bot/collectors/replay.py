@@ -18,6 +18,7 @@ from .base import Collector, Page, matching_tags
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 200
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class ReplayCollector(Collector):
@@ -26,8 +27,10 @@ class ReplayCollector(Collector):
     def __init__(self, source, hashtags, *, base_dir: Path | None = None, **kwargs):
         super().__init__(source, hashtags, **kwargs)
         path = Path(source.url or "")
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
+        if not path.is_absolute():
+            # Relative to the config file; the bundled demo also resolves from the package.
+            candidates = [(base_dir or Path.cwd()) / path, PACKAGE_ROOT / path]
+            path = next((c for c in candidates if c.exists()), candidates[0])
         self.path = path
 
     def pages(self, cursor: str | None) -> Iterator[Page]:
