@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from bot.collectors.base import Collector, Page
 from bot.errors import CollectorError
@@ -33,7 +34,19 @@ class SourceRun:
 
 
 def save_page(db: Database, source: str, page: Page, run: SourceRun, *, move_cursor: bool = True) -> None:
-    """Store a page's posts and deletions, then its cursor, in one transaction."""
+    """Store a page's posts and deletions, then its cursor, in one transaction.
+
+    When another bot process stored the same post meanwhile (unique constraint), the
+    transaction is retried once and finds the post already there.
+    """
+    try:
+        _save_page(db, source, page, run, move_cursor)
+    except IntegrityError:
+        log.info("page of %s raced with another process; retrying", source)
+        _save_page(db, source, page, run, move_cursor)
+
+
+def _save_page(db: Database, source: str, page: Page, run: SourceRun, move_cursor: bool) -> None:
     with db.session() as session:
         result = store_posts(session, page.posts, source=source)
         deleted = sum(1 for native in page.deleted if _delete_any(session, native, page))
