@@ -19,7 +19,7 @@ class YamlSyntaxError(Exception):
 def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
     """Parse YAML text; return the plain data and a map from key path to 1-based line."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

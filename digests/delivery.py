@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from bot.config import LoadedConfig
 from bot.config_models import SubscriberConfig
 from bot.storage.db import Database
-from bot.storage.models import DeliveryRow, PostRow
+from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
 
 from .channels.base import Channel, SendResult
 from .render import Digest, DigestItem
@@ -104,14 +104,37 @@ def flush(
             kind = "digest" if row.kind == "digest" else row.kind
             groups[(row.subscriber_id, row.channel, kind, row.message_key)].append(row.id)
         secret = resolve_secret(session, loaded.config.web.secret)
+        all_ids = [i for ids in groups.values() for i in ids]
+        post_ids = set(session.scalars(select(DeliveryRow.post_id).where(DeliveryRow.id.in_(all_ids)))) if all_ids else set()
+        cache = load_posts(session, post_ids)
     for (sub_id, channel_name, kind, key), ids in groups.items():
-        _send_group(db, loaded, subs[sub_id], channels[channel_name], kind, key, ids, secret, now, result, after_claim)
+        _send_group(db, loaded, subs[sub_id], channels[channel_name], kind, key, ids, secret, now, result, after_claim, cache)
     return result
+
+
+PostCache = dict[int, tuple[PostRow, "ClassificationRow | None"]]
+
+
+def load_posts(session: Session, post_ids: set[int]) -> PostCache:
+    """Posts and their latest classification, loaded once for a whole flush."""
+    cache: PostCache = {}
+    ids = sorted(post_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        posts = {p.id: p for p in session.scalars(select(PostRow).where(PostRow.id.in_(chunk)))}
+        latest: dict[int, ClassificationRow] = {}
+        for c in session.scalars(
+            select(ClassificationRow).where(ClassificationRow.post_id.in_(chunk)).order_by(ClassificationRow.id)
+        ):
+            latest[c.post_id] = c
+        for pid, post in posts.items():
+            cache[pid] = (post, latest.get(pid))
+    return cache
 
 
 def _send_group(db, loaded, sub: SubscriberConfig, channel: Channel, kind: str, key: str | None,
                 ids: list[int], secret: bytes, now: datetime, result: FlushResult,
-                after_claim: Callable[[], None] | None) -> None:
+                after_claim: Callable[[], None] | None, cache: PostCache) -> None:
     key = key or f"{sub.key}.{channel.name}.{kind}.{now:%Y%m%dT%H%M%S}.{min(ids)}"
     with db.session() as session:  # claim: committed before any network call
         rows = session.scalars(
@@ -124,7 +147,8 @@ def _send_group(db, loaded, sub: SubscriberConfig, channel: Channel, kind: str, 
         claimed = [r.id for r in rows]
         if not claimed:
             return
-        digest = build_digest(session, loaded, sub, kind, claimed, key, secret, now)
+        pairs = [(r.post_id, r.reason) for r in rows]
+        digest = build_digest(session, loaded, sub, kind, pairs, key, secret, now, cache)
     if after_claim is not None:
         after_claim()
     try:
@@ -157,14 +181,17 @@ def _send_group(db, loaded, sub: SubscriberConfig, channel: Channel, kind: str, 
 
 
 def build_digest(session: Session, loaded: LoadedConfig, sub: SubscriberConfig, kind: str,
-                 ids: list[int], key: str, secret: bytes, now: datetime) -> Digest:
+                 pairs: list[tuple[int, str]], key: str, secret: bytes, now: datetime,
+                 cache: PostCache | None = None) -> Digest:
+    """The digest of (post id, routing reason) pairs for one subscriber."""
     public = loaded.config.web.public_url.rstrip("/")
-    rows = session.scalars(select(DeliveryRow).where(DeliveryRow.id.in_(ids))).all()
     items = []
-    for row in rows:
-        post = session.get(PostRow, row.post_id)
-        c = latest_classification(session, row.post_id)
-        items.append(_item(session, post, c, row, sub, secret, public))
+    for post_id, reason in pairs:
+        if cache is not None and post_id in cache:
+            post, c = cache[post_id]
+        else:
+            post, c = session.get(PostRow, post_id), latest_classification(session, post_id)
+        items.append(_item(session, post, c, reason, sub, secret, public))
     order = {"urgent": 0, "soon": 1, "routine": 2}
     items.sort(key=lambda it: (order.get(it.urgency or "routine", 3), -it.created_at.timestamp()))
     answered = [] if kind in ("alert", "student") else [it for it in items if it.answer_count]
@@ -188,7 +215,7 @@ def build_digest(session: Session, loaded: LoadedConfig, sub: SubscriberConfig, 
     )
 
 
-def _item(session, post: PostRow, c, row: DeliveryRow, sub: SubscriberConfig, secret: bytes, public: str) -> DigestItem:
+def _item(session, post: PostRow, c, reason: str, sub: SubscriberConfig, secret: bytes, public: str) -> DigestItem:
     answers: list[str] = []
     if sub.role == "student" and post.answer_count:
         answers = list(
@@ -217,6 +244,6 @@ def _item(session, post: PostRow, c, row: DeliveryRow, sub: SubscriberConfig, se
         media=list(post.media or []),
         correction_url=f"{public}/correct/{correction_token(secret, post.id, sub.key)}",
         uncertain=bool(c and c.uncertain),
-        reason=row.reason,
+        reason=reason,
         answers=answers,
     )

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from bot.config import LoadedConfig
@@ -116,11 +116,13 @@ def due_time(sub: SubscriberConfig, post: PostRow, c: ClassificationRow, reason:
 
 
 def route_posts(session: Session, loaded: LoadedConfig, post_ids: list[int], now: datetime) -> RouteResult:
-    """Create deliveries for newly classified requests."""
+    """Create deliveries for newly classified requests (bulk: one insert for the batch)."""
     result = RouteResult()
     subscribers = active_subscribers(session, loaded)
     blocked = blocked_handles(session, loaded)
     known = {normalize_handle(h) for h in loaded.config.known_authors}
+    existing = existing_deliveries(session, post_ids)
+    new_rows: list[dict] = []
     for post_id in post_ids:
         post = session.get(PostRow, post_id)
         if post is None or not is_routable(post):
@@ -142,41 +144,55 @@ def route_posts(session: Session, loaded: LoadedConfig, post_ids: list[int], now
             if reason is None:
                 continue
             kind, due = due_time(sub, post, c, reason, now)
-            result.deliveries += add_deliveries(session, sub, post.id, kind, reason, due, now)
+            new_rows += delivery_rows(sub, post.id, kind, reason, due, now, existing)
+    if new_rows:
+        session.execute(insert(DeliveryRow), new_rows)
+    result.deliveries = len(new_rows)
     return result
+
+
+def existing_deliveries(session: Session, post_ids: list[int]) -> set[tuple[str, int, str]]:
+    out: set[tuple[str, int, str]] = set()
+    for start in range(0, len(post_ids), 500):
+        chunk = post_ids[start : start + 500]
+        out.update(
+            tuple(row)
+            for row in session.execute(
+                select(DeliveryRow.subscriber_id, DeliveryRow.post_id, DeliveryRow.channel).where(
+                    DeliveryRow.post_id.in_(chunk)
+                )
+            )
+        )
+    return out
+
+
+def delivery_rows(
+    sub: SubscriberConfig, post_id: int, kind: str, reason: str, due: datetime, now: datetime,
+    existing: set[tuple[str, int, str]],
+) -> list[dict]:
+    rows = []
+    for channel in sub.deliver_by:
+        key = (sub.key, post_id, channel)
+        if key in existing:
+            continue
+        existing.add(key)
+        rows.append(
+            {
+                "subscriber_id": sub.key, "post_id": post_id, "channel": channel, "kind": kind,
+                "reason": reason, "status": "pending", "attempts": 0, "due_at": due,
+                "created_at": now, "updated_at": now,
+            }
+        )
+    return rows
 
 
 def add_deliveries(
     session: Session, sub: SubscriberConfig, post_id: int, kind: str, reason: str, due: datetime, now: datetime
 ) -> int:
-    added = 0
-    for channel in sub.deliver_by:
-        exists = session.scalar(
-            select(DeliveryRow.id).where(
-                DeliveryRow.subscriber_id == sub.key,
-                DeliveryRow.post_id == post_id,
-                DeliveryRow.channel == channel,
-            )
-        )
-        if exists is not None:
-            continue
-        session.add(
-            DeliveryRow(
-                subscriber_id=sub.key,
-                post_id=post_id,
-                channel=channel,
-                kind=kind,
-                reason=reason,
-                status="pending",
-                attempts=0,
-                due_at=due,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        added += 1
-    session.flush()
-    return added
+    rows = delivery_rows(sub, post_id, kind, reason, due, now, existing_deliveries(session, [post_id]))
+    if rows:
+        session.execute(insert(DeliveryRow), rows)
+    return len(rows)
 
 
 def escalate(session: Session, loaded: LoadedConfig, now: datetime) -> int:

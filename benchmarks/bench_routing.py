@@ -1,0 +1,178 @@
+"""Routing + rendering benchmark, and collection-to-SMTP latency of an urgent alert.
+
+1. One cycle routing and rendering 200 new requests for 10,000 subscribers (SQLite, every
+   message rendered as a full multipart e-mail, not written): seconds and peak memory.
+2. An urgent post collected (replay source) -> classified -> routed -> handed to a real
+   SMTP server on 127.0.0.1: milliseconds, median of several runs.
+
+Run: .venv/bin/python benchmarks/bench_routing.py [--subscribers 10000] [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.config import load_config  # noqa: E402
+from bot.pipeline import Pipeline  # noqa: E402
+from bot.post import Author, Post  # noqa: E402
+from bot.storage.db import Database  # noqa: E402
+from bot.storage.models import ClassificationRow  # noqa: E402
+from bot.storage.posts import store_posts  # noqa: E402
+from classifiers.labels import SPECIALTIES  # noqa: E402
+from digests.channels.base import Channel, SendResult  # noqa: E402
+from digests.email_message import build_email  # noqa: E402
+
+COMMAND = ".venv/bin/python benchmarks/bench_routing.py"
+
+
+class RenderOnly(Channel):
+    """Renders each message completely (subject, text, HTML, MIME) and drops it."""
+
+    name = "outbox"
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+
+    def send(self, digest, subscriber) -> SendResult:
+        data = bytes(build_email(digest, sender="bot@doctoctoc.example", to=subscriber.email or "x@example.org"))
+        self.messages += 1
+        self.bytes += len(data)
+        return SendResult.success()
+
+
+def write_config(folder: Path, subscribers: int, rng: random.Random) -> Path:
+    lines = ["version: 1", "hashtags: [DocTocToc]", "channels:", "  outbox: {dir: outbox}", "subscribers:"]
+    for i in range(subscribers):
+        specs = rng.sample(SPECIALTIES, rng.choice([1, 1, 2, 3]))
+        lines.append(
+            f"  - {{name: 'Dr {i}', id: s{i}, email: s{i}@example.org, specialties: [{', '.join(specs)}], "
+            f"language: [fr, en], min_urgency: {rng.choice(['routine', 'soon'])}, immediate: {rng.choice(['urgent', 'never'])}}}"
+        )
+    path = folder / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def seed_requests(db: Database, count: int, rng: random.Random, now: datetime) -> None:
+    with db.session() as s:
+        posts = [
+            Post(network="mastodon", id=str(i), url=f"https://m.example/@a/{i}", author=Author(str(i), f"@a{i}@m.example", f"A {i}"),
+                 text=f"Cas {i}: patient de 60 ans, question clinique détaillée sur un tableau atypique ? #DocTocToc",
+                 created_at=now, lang=rng.choice(["fr", "fr", "en"]))
+            for i in range(count)
+        ]
+        ids = store_posts(s, posts, now=now).new
+        for pid in ids:
+            spec = rng.choice(SPECIALTIES)
+            s.add(ClassificationRow(post_id=pid, model_version="bench", is_request=True, specialty=spec,
+                                    specialty_scores=[{"id": spec, "score": 0.8}], urgency=rng.choice(["routine", "soon", "urgent"]),
+                                    urgency_score=0.8, cues=["il est devant moi"], uncertain=False, created_at=now))
+
+
+def bench_routing(subscribers: int, requests: int) -> None:
+    rng = random.Random(42)
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        loaded = load_config(write_config(folder, subscribers, rng), env={})
+        db = Database(f"sqlite:///{folder / 'bench.db'}")
+        db.upgrade()
+        seed_requests(db, requests, rng, now)
+        channel = RenderOnly()
+        pipeline = Pipeline(loaded, db, classifier=object(), collectors=[], channels={"outbox": channel}, clock=lambda: now)
+        tracemalloc.start()
+        start = time.perf_counter()
+        routed = pipeline.route()
+        routed_at = time.perf_counter()
+        flushed = pipeline.deliver(force=True)
+        end = time.perf_counter()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"routing + rendering: {requests} requests x {subscribers} subscribers")
+        print(f"  deliveries created: {routed.deliveries}, messages rendered: {channel.messages} ({channel.bytes / 1e6:.1f} MB of e-mail)")
+        print(f"  route: {routed_at - start:.2f} s, render+record: {end - routed_at:.2f} s, total: {end - start:.2f} s")
+        print(f"  peak Python memory during the cycle (tracemalloc): {peak / 2**20:.0f} MiB; process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        assert flushed.messages == channel.messages
+        db.dispose()
+
+
+def bench_alert_latency(runs: int = 5) -> None:
+    from tests.fakes.smtp_server import SmtpServer
+
+    server = SmtpServer().start()
+    received_at: list[float] = []
+    original = server.handler.handle_DATA
+
+    async def stamp(srv, session, envelope):
+        received_at.append(time.perf_counter())
+        return await original(srv, session, envelope)
+
+    server.handler.handle_DATA = stamp  # type: ignore[method-assign]
+    latencies = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            sample = folder / "posts.jsonl"
+            config = folder / "config.yaml"
+            config.write_text(f"""version: 1
+hashtags: [DocTocToc]
+sources: [{{network: replay, url: {sample}}}]
+channels:
+  smtp: {{host: 127.0.0.1, port: {server.port}, security: none, sender: bot@doctoctoc.example}}
+subscribers:
+  - {{name: Dr Urg, email: urg@example.org, deliver_by: [smtp], specialties: all, immediate: urgent, min_urgency: urgent}}
+""")
+            loaded = load_config(config, env={})
+            db = Database(f"sqlite:///{folder / 'lat.db'}")
+            db.upgrade()
+            from classifiers import load_classifier
+
+            pipeline = Pipeline(loaded, db, classifier=load_classifier())
+            pipeline.classifier.classify(["warm-up"])
+            for i in range(runs):
+                post = {"network": "mastodon", "id": str(1000 + i), "url": f"https://m.example/@a/{i}",
+                        "author": {"id": "1", "handle": f"@dr{i}@m.example", "name": "Dr"},
+                        "text": f"Patient {i} devant moi, douleur thoracique constrictive depuis 30 min, sueurs, TA 85/50. Je fais quoi en attendant le SAMU ? #DocTocToc",
+                        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "lang": "fr"}
+                with sample.open("a") as fh:
+                    fh.write(json.dumps(post) + "\n")
+                before = len(received_at)
+                start = time.perf_counter()
+                pipeline.cycle()
+                if len(received_at) > before:
+                    latencies.append((received_at[-1] - start) * 1000)
+            db.dispose()
+    finally:
+        server.stop()
+    if latencies:
+        print(f"urgent alert, collection start -> SMTP server received: median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms over {len(latencies)} runs")
+    else:
+        print("urgent alert latency: the classifier did not flag the test post as urgent (no alert sent)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    bench_routing(args.subscribers, args.requests)
+    bench_alert_latency()
+    print(f"reproduce with: {COMMAND} --subscribers {args.subscribers} --requests {args.requests}")
+
+
+if __name__ == "__main__":
+    main()
