@@ -1,0 +1,66 @@
+"""Mastodon direct messages: `status_post(..., visibility="direct")` mentioning the recipient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.config_models import MastodonChannelConfig, SubscriberConfig
+from bot.errors import SourceDisabled
+from digests.render import Digest, render_dm
+
+from .base import Channel, SendResult
+
+
+class MastodonChannel(Channel):
+    name = "mastodon"
+    max_length = 500  # characters, the recipient's mention included
+    resend_after_crash = False  # a DM is sent at most once
+
+    def __init__(self, config: MastodonChannelConfig, *, api: Any | None = None, timeout: float = 30.0):
+        if not config.access_token and api is None:
+            raise SourceDisabled("the Mastodon channel needs access_token")
+        self.config = config
+        self.timeout = timeout
+        self._api = api
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            from mastodon import Mastodon
+
+            self._api = Mastodon(
+                access_token=self.config.access_token,
+                api_base_url=self.config.url,
+                request_timeout=self.timeout,
+                ratelimit_method="throw",
+            )
+        return self._api
+
+    def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:
+        from mastodon import MastodonAPIError, MastodonNetworkError, MastodonRatelimitError
+
+        account = (subscriber.mastodon or "").strip()
+        if not account:
+            return SendResult.failure("subscriber has no Mastodon account", retryable=False)
+        mention = account if account.startswith("@") else f"@{account}"
+        text = render_dm(digest, self.max_length, prefix=f"{mention} ")
+        try:
+            status = self.api.status_post(text, visibility="direct", language=digest.language)
+        except (MastodonRatelimitError, MastodonNetworkError) as exc:
+            return SendResult.failure(f"Mastodon unavailable: {exc}")
+        except MastodonAPIError as exc:
+            code = _status_code(exc)
+            retryable = code is None or code >= 500 or code == 429
+            return SendResult.failure(f"Mastodon refused the DM ({code}): {exc}", retryable=retryable)
+        return SendResult.success(str(_get(status, "url") or _get(status, "id")))
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
+def _status_code(exc: Exception) -> int | None:
+    for arg in getattr(exc, "args", ()):
+        if isinstance(arg, int):
+            return arg
+    return None
