@@ -74,11 +74,17 @@ def db_upgrade(config_path: str) -> None:
 
     loaded = load(config_path)
     database = open_db(loaded)
-    click.echo(f"{safe_url(loaded.config.database.url)}: up to date ({len(current_tables(database.engine))} tables)")
+    click.echo(
+        f"{safe_url(loaded.config.database.url)}: up to date ({len(current_tables(database.engine))} tables)"
+    )
 
 
 @cli.command()
-@click.option("--once", is_flag=True, help="Run one full cycle (collect, classify, route, flush every pending item now), then exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run one full cycle (collect, classify, route, flush every pending item now), then exit.",
+)
 @config_option
 def run(once: bool, config_path: str) -> None:
     """Run the bot: collect on schedule, send alerts at once and digests on time.
@@ -117,13 +123,17 @@ def collect(once: bool, config_path: str) -> None:
     try:
         for run_ in pipeline.collect():
             state = f"failed: {run_.error}" if run_.error else "ok"
-            click.echo(f"{run_.source}: {len(run_.new)} new, {run_.updated} edited, {run_.deleted} deleted, {run_.skipped} skipped ({state})")
+            click.echo(
+                f"{run_.source}: {len(run_.new)} new, {run_.updated} edited, {run_.deleted} deleted, {run_.skipped} skipped ({state})"
+            )
     finally:
         pipeline.close()
 
 
 @cli.command()
-@click.option("--now", "now_", is_flag=True, help="Flush every pending item now, regardless of schedules.")
+@click.option(
+    "--now", "now_", is_flag=True, help="Flush every pending item now, regardless of schedules."
+)
 @config_option
 def digest(now_: bool, config_path: str) -> None:
     """Classify and route stored posts, then send the alerts and digests that are due.
@@ -143,7 +153,9 @@ def digest(now_: bool, config_path: str) -> None:
 
 @cli.command()
 @click.argument("file", required=False, type=click.File("r", encoding="utf-8"), default="-")
-@click.option("--model", type=click.Path(dir_okay=False), help="Model artifact (default: the shipped one).")
+@click.option(
+    "--model", type=click.Path(dir_okay=False), help="Model artifact (default: the shipped one)."
+)
 def classify(file: Any, model: str | None) -> None:
     """Classify JSON Lines posts from FILE (or stdin).
 

@@ -23,7 +23,11 @@ def export() -> None:
 
 @export.command("posts")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
-@click.option("--include-deleted", is_flag=True, help="Also list posts deleted at their source (content already erased).")
+@click.option(
+    "--include-deleted",
+    is_flag=True,
+    help="Also list posts deleted at their source (content already erased).",
+)
 @config_option
 def export_posts(fmt: str, include_deleted: bool, config_path: str) -> None:
     """One JSON line per stored post with its latest classification.
@@ -47,7 +51,11 @@ def export_posts(fmt: str, include_deleted: bool, config_path: str) -> None:
                 "network": row.network,
                 "id": row.native_id,
                 "url": row.url,
-                "author": {"id": row.author_id, "handle": row.author_handle, "name": row.author_name},
+                "author": {
+                    "id": row.author_id,
+                    "handle": row.author_handle,
+                    "name": row.author_name,
+                },
                 "text": row.text,
                 "lang": row.lang,
                 "created_at": iso(row.created_at),
@@ -83,7 +91,11 @@ def status(config_path: str) -> None:
         click.echo(line)
     database = open_db(loaded)
     now = datetime.now(UTC)
-    limits = {s.key: s.unhealthy_after for i, s in enumerate(loaded.config.sources) if loaded.source_enabled(i)}
+    limits = {
+        s.key: s.unhealthy_after
+        for i, s in enumerate(loaded.config.sources)
+        if loaded.source_enabled(i)
+    }
     with database.session() as session:
         click.echo("sources:")
         for h in cursors.health(session, limits, now):
@@ -92,15 +104,26 @@ def status(config_path: str) -> None:
                 click.echo(f"  {h.source}: healthy (last success {last})")
             else:
                 word = "healthy (retrying)" if h.healthy else "UNHEALTHY"
-                click.echo(f"  {h.source}: {word}, failing since {iso(h.failing_since)}: {h.last_error}")
+                click.echo(
+                    f"  {h.source}: {word}, failing since {iso(h.failing_since)}: {h.last_error}"
+                )
         posts = session.scalar(select(func.count(PostRow.id)))
         click.echo(f"posts stored: {posts}")
         click.echo("deliveries:")
-        for state, count in session.execute(select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)):
+        for state, count in session.execute(
+            select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)
+        ):
             click.echo(f"  {state}: {count}")
-        failed = session.scalars(select(DeliveryRow).where(DeliveryRow.status == "failed").order_by(DeliveryRow.id.desc()).limit(10))
+        failed = session.scalars(
+            select(DeliveryRow)
+            .where(DeliveryRow.status == "failed")
+            .order_by(DeliveryRow.id.desc())
+            .limit(10)
+        )
         for row in failed:
-            click.echo(f"  failed: post {row.post_id} to {row.subscriber_id} by {row.channel} after {row.attempts} attempts: {row.last_error}")
+            click.echo(
+                f"  failed: post {row.post_id} to {row.subscriber_id} by {row.channel} after {row.attempts} attempts: {row.last_error}"
+            )
 
 
 @click.command()
@@ -117,7 +140,9 @@ def unsubscribe(token: str, config_path: str) -> None:
         token = token.rstrip("/").rsplit("/", 1)[-1]
         sub_id = verify(secret, "unsubscribe", token)
         if sub_id is None:
-            raise InputError("this unsubscribe token is not valid (copy the whole link or its last part)")
+            raise InputError(
+                "this unsubscribe token is not valid (copy the whole link or its last part)"
+            )
         row = session.get(SubscriberRow, sub_id)
         if row is None:
             raise InputError(f"no subscriber '{sub_id}' in the database")

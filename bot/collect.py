@@ -33,7 +33,9 @@ class SourceRun:
     error: str | None = None
 
 
-def save_page(db: Database, source: str, page: Page, run: SourceRun, *, move_cursor: bool = True) -> None:
+def save_page(
+    db: Database, source: str, page: Page, run: SourceRun, *, move_cursor: bool = True
+) -> None:
     """Store a page's posts and deletions, then its cursor, in one transaction.
 
     When another bot process stored the same post meanwhile (unique constraint), the
@@ -52,8 +54,9 @@ def _save_page(db: Database, source: str, page: Page, run: SourceRun, move_curso
         deleted = sum(1 for native in page.deleted if _delete_any(session, native, page))
         if move_cursor and page.cursor is not None:
             cursors.set_cursor(session, source, page.cursor)
-        if page.requests:
-            cursors.add_reads(session, source, sum(1 for _ in page.posts))
+        reads = page.reads if page.reads is not None else len(page.posts)
+        if reads:
+            cursors.add_reads(session, source, reads)
     run.new += result.new
     run.updated += len(result.updated)
     run.deleted += deleted + len(result.deleted)
@@ -88,7 +91,9 @@ def recent_cases(db: Database, source: str, now: datetime) -> list:
         return [row_to_post(r) for r in rows]
 
 
-def run_source(db: Database, collector: Collector, *, now: datetime | None = None, follow: bool = True) -> SourceRun:
+def run_source(
+    db: Database, collector: Collector, *, now: datetime | None = None, follow: bool = True
+) -> SourceRun:
     """Collect new posts, replies and deletions of one source. Never raises for source errors."""
     now = now or now_utc()
     run = SourceRun(source=collector.key)
@@ -104,7 +109,9 @@ def run_source(db: Database, collector: Collector, *, now: datetime | None = Non
                     save_page(db, collector.key, page, run, move_cursor=False)
                 gone = collector.recheck(cases)
                 if gone:
-                    save_page(db, collector.key, Page(deleted=gone, requests=0), run, move_cursor=False)
+                    save_page(
+                        db, collector.key, Page(deleted=gone, requests=0), run, move_cursor=False
+                    )
     except CollectorError as exc:
         run.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - one broken source must never stop the others

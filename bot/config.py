@@ -73,7 +73,9 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     except YamlSyntaxError as exc:
         raise ConfigError([f"{name}:{exc.line}: {exc.message}"]) from exc
     if not isinstance(data, dict):
-        raise ConfigError([f"{name}:1: the file must be a mapping of keys (version, hashtags, ...)"])
+        raise ConfigError(
+            [f"{name}:1: the file must be a mapping of keys (version, hashtags, ...)"]
+        )
 
     errors: list[tuple[Path, str]] = []
     disabled: dict[str, str] = {}
@@ -110,7 +112,11 @@ def _line_key(message: str) -> tuple[int, str]:
 
 
 def _resolve_env(
-    value: Any, loc: Path, env: dict[str, str], errors: list[tuple[Path, str]], disabled: dict[str, str]
+    value: Any,
+    loc: Path,
+    env: dict[str, str],
+    errors: list[tuple[Path, str]],
+    disabled: dict[str, str],
 ) -> Any:
     if isinstance(value, dict):
         return {k: _resolve_env(v, (*loc, k), env, errors, disabled) for k, v in value.items()}
@@ -129,9 +135,7 @@ def _resolve_env(
             disabled.setdefault(owner, reason)
         return None
     if key in SECRET_KEYS and value is not None and value != "":
-        errors.append(
-            (loc, "secrets must not be written in the file: use a ${ENV_NAME} reference")
-        )
+        errors.append((loc, "secrets must not be written in the file: use a ${ENV_NAME} reference"))
     return value
 
 
@@ -155,7 +159,9 @@ def _dedupe(errors: list[Any]) -> list[Any]:
     out = []
     for err in cleaned:
         loc = err["loc"]
-        is_all_branch = err["type"] == "literal_error" and err.get("ctx", {}).get("expected") == "'all'"
+        is_all_branch = (
+            err["type"] == "literal_error" and err.get("ctx", {}).get("expected") == "'all'"
+        )
         if is_all_branch and any(e is not err and e["loc"][: len(loc)] == loc for e in cleaned):
             continue
         out.append(err)
@@ -227,25 +233,37 @@ def _cross_checks(loaded: LoadedConfig) -> list[tuple[Path, str]]:
     for i, source in enumerate(config.sources):
         if source.key in seen_sources:
             problems.append(
-                (("sources", i), f"same source as sources[{seen_sources[source.key]}]: give it a different 'name'")
+                (
+                    ("sources", i),
+                    f"same source as sources[{seen_sources[source.key]}]: give it a different 'name'",
+                )
             )
         seen_sources[source.key] = i
     seen_subs: dict[str, int] = {}
     for i, sub in enumerate(config.subscribers):
         if sub.key in seen_subs:
             problems.append(
-                (("subscribers", i, "name"), f"'{sub.key}' is already used by subscribers[{seen_subs[sub.key]}]: give it an 'id'")
+                (
+                    ("subscribers", i, "name"),
+                    f"'{sub.key}' is already used by subscribers[{seen_subs[sub.key]}]: give it an 'id'",
+                )
             )
         seen_subs[sub.key] = i
         for j, channel in enumerate(sub.deliver_by):
             if getattr(config.channels, channel) is None:
                 problems.append(
-                    (("subscribers", i, "deliver_by", j), f"channel '{channel}' is not configured under 'channels'")
+                    (
+                        ("subscribers", i, "deliver_by", j),
+                        f"channel '{channel}' is not configured under 'channels'",
+                    )
                 )
             contact = CONTACT_FOR_CHANNEL.get(channel)
             if contact and not getattr(sub, contact):
                 problems.append(
-                    (("subscribers", i, "deliver_by", j), f"delivery by '{channel}' needs the subscriber's '{contact}'")
+                    (
+                        ("subscribers", i, "deliver_by", j),
+                        f"delivery by '{channel}' needs the subscriber's '{contact}'",
+                    )
                 )
     return problems
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import exists, select
@@ -16,6 +17,7 @@ from bot.collectors import build_collector
 from bot.collectors.base import Collector, utc_now
 from bot.config import LoadedConfig
 from bot.errors import DocTocTocError
+from bot.storage import cursors
 from bot.storage.db import Database
 from bot.storage.models import ClassificationRow, PostRow
 from digests.channels import Channel, build_channels
@@ -52,7 +54,9 @@ class CycleSummary:
         parts = []
         for channel, (n, alerts) in sorted(by_channel.items()):
             noun = "digest" if n == 1 else "digests"
-            where = f"written to {self.outbox_dir}/" if channel == "outbox" else f"sent by {channel}"
+            where = (
+                f"written to {self.outbox_dir}/" if channel == "outbox" else f"sent by {channel}"
+            )
             extra = f" ({alerts} alert{'s' if alerts != 1 else ''})" if alerts else ""
             parts.append(f"{n} {noun} {where}{extra}")
         text += "; " + (", ".join(parts) if parts else "no digest due")
@@ -61,6 +65,11 @@ class CycleSummary:
         if self.sources_failed:
             text += f"; failing: {', '.join(self.sources_failed)}"
         return text
+
+
+def _reads_this_month(db: Database, source: str) -> int:
+    with db.session() as session:
+        return cursors.reads_this_month(session, source)
 
 
 class Pipeline:
@@ -81,7 +90,9 @@ class Pipeline:
         self.clock = clock
         self.base_dir = base_dir or loaded.path.resolve().parent
         self._classifier = classifier
-        self.channels = channels if channels is not None else build_channels(loaded, base_dir=Path.cwd())
+        self.channels = (
+            channels if channels is not None else build_channels(loaded, base_dir=Path.cwd())
+        )
         self.collectors = collectors if collectors is not None else self._build_collectors(sleep)
 
     def _build_collectors(self, sleep: Callable[[float], None]) -> list[Collector]:
@@ -92,6 +103,8 @@ class Pipeline:
             kwargs = {"sleep": sleep, "clock": self.clock}
             if source.network == "replay":
                 kwargs["base_dir"] = self.base_dir
+            if source.network == "x":
+                kwargs["reads_used"] = partial(_reads_this_month, self.db, source.key)
             try:
                 out.append(build_collector(source, self.loaded.config.hashtags, **kwargs))
             except DocTocTocError as exc:
@@ -163,7 +176,10 @@ class Pipeline:
             ids = list(
                 session.scalars(
                     select(PostRow.id)
-                    .where(PostRow.routed_at.is_(None), exists().where(ClassificationRow.post_id == PostRow.id))
+                    .where(
+                        PostRow.routed_at.is_(None),
+                        exists().where(ClassificationRow.post_id == PostRow.id),
+                    )
                     .order_by(PostRow.id)
                 )
             )

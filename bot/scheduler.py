@@ -31,7 +31,9 @@ class BotRunner:
         self.echo = echo
         self.lock = threading.Lock()  # one stage at a time in this process
         self.pipeline = Pipeline(loaded, db)
-        self.scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
+        self.scheduler = BlockingScheduler(
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+        )
         self._config_mtime = self._mtime()
 
     def _mtime(self) -> float:
@@ -53,7 +55,9 @@ class BotRunner:
                 next_run_time=datetime.now(UTC),
             )
         self.scheduler.add_job(self.deliver, "interval", seconds=DELIVERY_EVERY_S, id="deliver")
-        self.scheduler.add_job(self.reload_config, "interval", seconds=CONFIG_CHECK_EVERY_S, id="config")
+        self.scheduler.add_job(
+            self.reload_config, "interval", seconds=CONFIG_CHECK_EVERY_S, id="config"
+        )
 
     def collect_one(self, collector) -> None:
         with self.lock:
@@ -86,7 +90,9 @@ class BotRunner:
         try:
             loaded = load_config(self.loaded.path)
         except ConfigError as exc:
-            log.error("config.yaml changed but is invalid; still running on the previous config:\n%s", exc)
+            log.error(
+                "config.yaml changed but is invalid; still running on the previous config:\n%s", exc
+            )
             self.echo("config not reloaded (invalid):\n" + str(exc))
             return
         if loaded.config.database.url != self.loaded.config.database.url:

@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FlushResult:
-    sent: list[tuple[str, str, str, int]] = field(default_factory=list)  # (subscriber, channel, kind, items)
+    sent: list[tuple[str, str, str, int]] = field(
+        default_factory=list
+    )  # (subscriber, channel, kind, items)
     failed: int = 0
     retrying: int = 0
     dropped: int = 0
@@ -49,7 +51,9 @@ def backoff(attempts: int, loaded: LoadedConfig) -> timedelta:
     return min(delay, cfg.max_retry)
 
 
-def reconcile(session: Session, loaded: LoadedConfig, channels: dict[str, Channel], now: datetime) -> int:
+def reconcile(
+    session: Session, loaded: LoadedConfig, channels: dict[str, Channel], now: datetime
+) -> int:
     """Settle deliveries left `sending` by a crash (see module docstring)."""
     limit = now - loaded.config.delivery.sending_timeout
     rows = session.scalars(
@@ -96,7 +100,11 @@ def flush(
             post = session.get(PostRow, row.post_id)
             if row.subscriber_id not in subs or post is None or post.deleted:
                 row.status, row.updated_at = "dropped", now
-                row.last_error = "post deleted at its source" if post is None or post.deleted else "unsubscribed or removed from config"
+                row.last_error = (
+                    "post deleted at its source"
+                    if post is None or post.deleted
+                    else "unsubscribed or removed from config"
+                )
                 result.dropped += 1
                 continue
             if row.channel not in channels:
@@ -105,10 +113,27 @@ def flush(
             groups[(row.subscriber_id, row.channel, kind, row.message_key)].append(row.id)
         secret = resolve_secret(session, loaded.config.web.secret)
         all_ids = [i for ids in groups.values() for i in ids]
-        post_ids = set(session.scalars(select(DeliveryRow.post_id).where(DeliveryRow.id.in_(all_ids)))) if all_ids else set()
+        post_ids = (
+            set(session.scalars(select(DeliveryRow.post_id).where(DeliveryRow.id.in_(all_ids))))
+            if all_ids
+            else set()
+        )
         cache = load_posts(session, post_ids)
     for (sub_id, channel_name, kind, key), ids in groups.items():
-        _send_group(db, loaded, subs[sub_id], channels[channel_name], kind, key, ids, secret, now, result, after_claim, cache)
+        _send_group(
+            db,
+            loaded,
+            subs[sub_id],
+            channels[channel_name],
+            kind,
+            key,
+            ids,
+            secret,
+            now,
+            result,
+            after_claim,
+            cache,
+        )
     return result
 
 
@@ -124,7 +149,9 @@ def load_posts(session: Session, post_ids: set[int]) -> PostCache:
         posts = {p.id: p for p in session.scalars(select(PostRow).where(PostRow.id.in_(chunk)))}
         latest: dict[int, ClassificationRow] = {}
         for c in session.scalars(
-            select(ClassificationRow).where(ClassificationRow.post_id.in_(chunk)).order_by(ClassificationRow.id)
+            select(ClassificationRow)
+            .where(ClassificationRow.post_id.in_(chunk))
+            .order_by(ClassificationRow.id)
         ):
             latest[c.post_id] = c
         for pid, post in posts.items():
@@ -132,9 +159,20 @@ def load_posts(session: Session, post_ids: set[int]) -> PostCache:
     return cache
 
 
-def _send_group(db, loaded, sub: SubscriberConfig, channel: Channel, kind: str, key: str | None,
-                ids: list[int], secret: bytes, now: datetime, result: FlushResult,
-                after_claim: Callable[[], None] | None, cache: PostCache) -> None:
+def _send_group(
+    db,
+    loaded,
+    sub: SubscriberConfig,
+    channel: Channel,
+    kind: str,
+    key: str | None,
+    ids: list[int],
+    secret: bytes,
+    now: datetime,
+    result: FlushResult,
+    after_claim: Callable[[], None] | None,
+    cache: PostCache,
+) -> None:
     key = key or f"{sub.key}.{channel.name}.{kind}.{now:%Y%m%dT%H%M%S}.{min(ids)}"
     with db.session() as session:  # claim: committed before any network call
         rows = session.scalars(
@@ -171,18 +209,37 @@ def _send_group(db, loaded, sub: SubscriberConfig, channel: Channel, kind: str, 
                 row.status, row.due_at = "pending", now + backoff(row.attempts, loaded)
     if outcome.ok:
         result.sent.append((sub.key, channel.name, kind, len(claimed)))
-        log.info("sent %s to %s by %s (%d items): %s", kind, sub.key, channel.name, len(claimed), outcome.detail)
+        log.info(
+            "sent %s to %s by %s (%d items): %s",
+            kind,
+            sub.key,
+            channel.name,
+            len(claimed),
+            outcome.detail,
+        )
     elif not outcome.retryable:
         result.failed += len(claimed)
-        log.warning("delivery to %s by %s failed for good: %s", sub.key, channel.name, outcome.error)
+        log.warning(
+            "delivery to %s by %s failed for good: %s", sub.key, channel.name, outcome.error
+        )
     else:
         result.retrying += len(claimed)
-        log.warning("delivery to %s by %s failed, will retry: %s", sub.key, channel.name, outcome.error)
+        log.warning(
+            "delivery to %s by %s failed, will retry: %s", sub.key, channel.name, outcome.error
+        )
 
 
-def build_digest(session: Session, loaded: LoadedConfig, sub: SubscriberConfig, kind: str,
-                 pairs: list[tuple[int, str]], key: str, secret: bytes, now: datetime,
-                 cache: PostCache | None = None) -> Digest:
+def build_digest(
+    session: Session,
+    loaded: LoadedConfig,
+    sub: SubscriberConfig,
+    kind: str,
+    pairs: list[tuple[int, str]],
+    key: str,
+    secret: bytes,
+    now: datetime,
+    cache: PostCache | None = None,
+) -> Digest:
     """The digest of (post id, routing reason) pairs for one subscriber."""
     public = loaded.config.web.public_url.rstrip("/")
     items = []
@@ -215,7 +272,9 @@ def build_digest(session: Session, loaded: LoadedConfig, sub: SubscriberConfig, 
     )
 
 
-def _item(session, post: PostRow, c, reason: str, sub: SubscriberConfig, secret: bytes, public: str) -> DigestItem:
+def _item(
+    session, post: PostRow, c, reason: str, sub: SubscriberConfig, secret: bytes, public: str
+) -> DigestItem:
     answers: list[str] = []
     if sub.role == "student" and post.answer_count:
         answers = list(

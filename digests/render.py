@@ -121,7 +121,9 @@ def subject(digest: Digest) -> str:
     if digest.kind == "alert" and digest.items:
         first = digest.items[0]
         key = "subject_alert" if first.urgency == "urgent" else "subject_alert_soon"
-        return one_line(s[key].format(specialty=specialty_name(digest.language, first.specialty)), 120)
+        return one_line(
+            s[key].format(specialty=specialty_name(digest.language, first.specialty)), 120
+        )
     count = len(digest.items) + len(digest.answered) + digest.more
     key = "subject_student" if digest.kind == "student" else "subject_digest"
     return one_line(s[key].format(count=count), 120)
@@ -151,4 +153,6 @@ def render_dm(digest: Digest, max_length: int, prefix: str = "") -> str:
         if len(text) <= max_length:
             return text
     # Not even the header fits: one shortened item, still cut on a word boundary.
-    return shorten(prefix + one_line(subject(digest), max_length) + " " + digest.more_url, max_length)
+    return shorten(
+        prefix + one_line(subject(digest), max_length) + " " + digest.more_url, max_length
+    )

@@ -47,7 +47,11 @@ def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> N
         row = session.get(SubscriberRow, sub.key)
         settings = sub.model_dump(mode="json")
         if row is None:
-            session.add(SubscriberRow(id=sub.key, name=sub.name, settings=settings, in_config=True, updated_at=now))
+            session.add(
+                SubscriberRow(
+                    id=sub.key, name=sub.name, settings=settings, in_config=True, updated_at=now
+                )
+            )
         elif row.settings != settings or not row.in_config or row.name != sub.name:
             row.name, row.settings, row.in_config, row.updated_at = sub.name, settings, True, now
     for row in session.scalars(select(SubscriberRow).where(SubscriberRow.in_config.is_(True))):
@@ -83,7 +87,12 @@ def normalize_handle(handle: str) -> str:
 
 
 def is_routable(post: PostRow) -> bool:
-    return not post.deleted and post.answer_to_id is None and post.reply_to is None and post.duplicate_of_id is None
+    return (
+        not post.deleted
+        and post.answer_to_id is None
+        and post.reply_to is None
+        and post.duplicate_of_id is None
+    )
 
 
 def matches(sub: SubscriberConfig, post: PostRow, c: ClassificationRow) -> str | None:
@@ -103,7 +112,9 @@ def matches(sub: SubscriberConfig, post: PostRow, c: ClassificationRow) -> str |
     return None
 
 
-def due_time(sub: SubscriberConfig, post: PostRow, c: ClassificationRow, reason: str, now: datetime) -> tuple[str, datetime]:
+def due_time(
+    sub: SubscriberConfig, post: PostRow, c: ClassificationRow, reason: str, now: datetime
+) -> tuple[str, datetime]:
     """('alert' | 'digest' | 'student', when it may go out)."""
     if reason == "student":
         return "student", post.created_at + STUDENT_DELAY
@@ -115,7 +126,9 @@ def due_time(sub: SubscriberConfig, post: PostRow, c: ClassificationRow, reason:
     return "digest", next_digest_time(sub, now)
 
 
-def route_posts(session: Session, loaded: LoadedConfig, post_ids: list[int], now: datetime) -> RouteResult:
+def route_posts(
+    session: Session, loaded: LoadedConfig, post_ids: list[int], now: datetime
+) -> RouteResult:
     """Create deliveries for newly classified requests (bulk: one insert for the batch)."""
     result = RouteResult()
     subscribers = active_subscribers(session, loaded)
@@ -167,7 +180,12 @@ def existing_deliveries(session: Session, post_ids: list[int]) -> set[tuple[str,
 
 
 def delivery_rows(
-    sub: SubscriberConfig, post_id: int, kind: str, reason: str, due: datetime, now: datetime,
+    sub: SubscriberConfig,
+    post_id: int,
+    kind: str,
+    reason: str,
+    due: datetime,
+    now: datetime,
     existing: set[tuple[str, int, str]],
 ) -> list[dict]:
     rows = []
@@ -178,18 +196,33 @@ def delivery_rows(
         existing.add(key)
         rows.append(
             {
-                "subscriber_id": sub.key, "post_id": post_id, "channel": channel, "kind": kind,
-                "reason": reason, "status": "pending", "attempts": 0, "due_at": due,
-                "created_at": now, "updated_at": now,
+                "subscriber_id": sub.key,
+                "post_id": post_id,
+                "channel": channel,
+                "kind": kind,
+                "reason": reason,
+                "status": "pending",
+                "attempts": 0,
+                "due_at": due,
+                "created_at": now,
+                "updated_at": now,
             }
         )
     return rows
 
 
 def add_deliveries(
-    session: Session, sub: SubscriberConfig, post_id: int, kind: str, reason: str, due: datetime, now: datetime
+    session: Session,
+    sub: SubscriberConfig,
+    post_id: int,
+    kind: str,
+    reason: str,
+    due: datetime,
+    now: datetime,
 ) -> int:
-    rows = delivery_rows(sub, post_id, kind, reason, due, now, existing_deliveries(session, [post_id]))
+    rows = delivery_rows(
+        sub, post_id, kind, reason, due, now, existing_deliveries(session, [post_id])
+    )
     if rows:
         session.execute(insert(DeliveryRow), rows)
     return len(rows)

@@ -16,10 +16,18 @@ from .conftest import ROOT
 CONFIG = ROOT / "config.yaml"
 
 
-def doctoctoc(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def doctoctoc(
+    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "DOCTOCTOC_CONFIG"} | (env or {})
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=full_env, timeout=120
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
     )
 
 
@@ -43,7 +51,11 @@ def test_run_once_on_default_config_writes_multipart_emails(demo_run):
         msg = message_from_bytes(path.read_bytes(), policy=policy.default)
         assert msg.get_content_type() == "multipart/alternative"
         assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
-        assert msg["Message-ID"] and msg["Subject"] and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert (
+            msg["Message-ID"]
+            and msg["Subject"]
+            and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        )
     assert (cwd / "doctoctoc.db").exists()
 
 
@@ -65,12 +77,33 @@ def test_export_posts_jsonl(demo_run):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 72
     first = records[0]
-    for key in ("network", "id", "url", "author", "text", "lang", "created_at", "hashtags", "media", "reply_to", "deleted", "classification"):
+    for key in (
+        "network",
+        "id",
+        "url",
+        "author",
+        "text",
+        "lang",
+        "created_at",
+        "hashtags",
+        "media",
+        "reply_to",
+        "deleted",
+        "classification",
+    ):
         assert key in first
     classified = [r for r in records if r["classification"]]
-    assert classified and {"is_request", "specialty", "specialties", "urgency", "urgency_score"} <= set(classified[0]["classification"])
+    assert classified and {
+        "is_request",
+        "specialty",
+        "specialties",
+        "urgency",
+        "urgency_score",
+    } <= set(classified[0]["classification"])
     replies = [r for r in records if r["reply_to"]]
-    assert replies and all(r["classification"] is None for r in replies)  # replies are answers, never requests
+    assert replies and all(
+        r["classification"] is None for r in replies
+    )  # replies are answers, never requests
 
 
 def test_status_reports_sources_and_deliveries(demo_run):
@@ -84,7 +117,9 @@ def test_status_reports_sources_and_deliveries(demo_run):
 def test_unsubscribe_token_from_a_digest(demo_run):
     cwd, _ = demo_run
     eml = next((cwd / "outbox").glob("*claire-martin*.eml"))
-    link = message_from_bytes(eml.read_bytes(), policy=policy.default)["List-Unsubscribe"].strip("<>")
+    link = message_from_bytes(eml.read_bytes(), policy=policy.default)["List-Unsubscribe"].strip(
+        "<>"
+    )
     result = doctoctoc("unsubscribe", link, "--config", str(CONFIG), cwd=cwd)
     assert result.returncode == 0 and "is unsubscribed" in result.stdout
     forged = doctoctoc("unsubscribe", link[:-3] + "xyz", "--config", str(CONFIG), cwd=cwd)
@@ -93,22 +128,43 @@ def test_unsubscribe_token_from_a_digest(demo_run):
 
 def test_classify_contract(tmp_path):
     lines = [
-        {"id": "a", "text": "Enfant 3 ans, éruption vésiculeuse fébrile, il est devant moi, varicelle ? #DocTocToc", "lang": "fr"},
-        {"text": "Congrès de médecine générale à Lyon le 12 mars, inscriptions ouvertes ! #DocTocToc"},
-        {"id": 7, "text": "ECG attached: is this Mobitz 2? patient in front of me #DocTocToc", "network": "x"},
+        {
+            "id": "a",
+            "text": "Enfant 3 ans, éruption vésiculeuse fébrile, il est devant moi, varicelle ? #DocTocToc",
+            "lang": "fr",
+        },
+        {
+            "text": "Congrès de médecine générale à Lyon le 12 mars, inscriptions ouvertes ! #DocTocToc"
+        },
+        {
+            "id": 7,
+            "text": "ECG attached: is this Mobitz 2? patient in front of me #DocTocToc",
+            "network": "x",
+        },
     ]
     result = doctoctoc("classify", cwd=tmp_path, stdin="".join(json.dumps(x) + "\n" for x in lines))
     assert result.returncode == 0, result.stderr
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o["id"] for o in out] == ["a", None, 7]
     for o in out:
-        assert set(o) == {"id", "is_request", "specialty", "specialties", "urgency", "urgency_score"}
+        assert set(o) == {
+            "id",
+            "is_request",
+            "specialty",
+            "specialties",
+            "urgency",
+            "urgency_score",
+        }
         assert len(o["specialties"]) == 3
         scores = [s["score"] for s in o["specialties"]]
         assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
         assert 0.0 <= o["urgency_score"] <= 1.0
         if o["is_request"]:
-            assert o["specialty"] == o["specialties"][0]["id"] and o["urgency"] in ("routine", "soon", "urgent")
+            assert o["specialty"] == o["specialties"][0]["id"] and o["urgency"] in (
+                "routine",
+                "soon",
+                "urgent",
+            )
         else:
             assert o["specialty"] is None and o["urgency"] is None
     assert out[0]["is_request"] and out[2]["is_request"] and not out[1]["is_request"]
@@ -123,7 +179,18 @@ def test_classify_rejects_malformed_input_with_its_line(tmp_path):
 def test_help_lists_every_command(tmp_path):
     result = doctoctoc("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("run", "collect", "digest", "check-config", "db", "export", "classify", "status", "unsubscribe", "block"):
+    for command in (
+        "run",
+        "collect",
+        "digest",
+        "check-config",
+        "db",
+        "export",
+        "classify",
+        "status",
+        "unsubscribe",
+        "block",
+    ):
         assert f"  {command}" in result.stdout
     assert "--once" in doctoctoc("run", "--help", cwd=tmp_path).stdout
 
@@ -131,7 +198,9 @@ def test_help_lists_every_command(tmp_path):
 def test_check_config_exit_codes_and_messages(tmp_path):
     assert doctoctoc("check-config", str(CONFIG), cwd=tmp_path).returncode == 0
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\nhashtags: [DocTocToc]\nsubscribers:\n  - name: A\n    specialties: [dermato]\n")
+    bad.write_text(
+        "version: 1\nhashtags: [DocTocToc]\nsubscribers:\n  - name: A\n    specialties: [dermato]\n"
+    )
     result = doctoctoc("check-config", str(bad), cwd=tmp_path)
     assert result.returncode == 1
     assert f"{bad}:5: subscribers[0].specialties[0]: 'dermato' is not a specialty" in result.stdout
@@ -141,7 +210,9 @@ def test_domain_error_is_one_message_without_traceback(tmp_path):
     result = doctoctoc("run", "--once", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert result.returncode == 1
     assert "file not found" in result.stderr and "Traceback" not in result.stderr
-    debug = doctoctoc("--debug", "run", "--once", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
+    debug = doctoctoc(
+        "--debug", "run", "--once", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path
+    )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
@@ -150,5 +221,11 @@ def test_readme_documents_every_config_key():
     from bot.config_models import Config
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    missing = sorted(name for name in _all_field_names(Config) if not any(form in readme for form in (f"`{name}`", f".{name}`", f"`{name}.", f"`{name}[]`")))
+    missing = sorted(
+        name
+        for name in _all_field_names(Config)
+        if not any(
+            form in readme for form in (f"`{name}`", f".{name}`", f"`{name}.", f"`{name}[]`")
+        )
+    )
     assert missing == [], f"config keys missing from README.md: {missing}"

@@ -67,19 +67,29 @@ def test_missing_secret_disables_only_its_source_and_channel(tmp_path):
     assert not loaded.source_enabled(0)
     assert "MASTO_TOKEN" in loaded.disabled["sources[0]"]
     assert loaded.channel_enabled("smtp") and loaded.channel_enabled("outbox")
-    assert any(line.startswith("disabled: sources[0]: environment variable MASTO_TOKEN") for line in loaded.report())
+    assert any(
+        line.startswith("disabled: sources[0]: environment variable MASTO_TOKEN")
+        for line in loaded.report()
+    )
 
 
 def test_unknown_key_names_line_and_suggests(tmp_path):
-    text = GOOD.replace("    digest: daily 07:30", "    digest: daily 07:30\n    specialites: [cardiology]")
+    text = GOOD.replace(
+        "    digest: daily 07:30", "    digest: daily 07:30\n    specialites: [cardiology]"
+    )
     [message] = errors_of(tmp_path, text)
-    assert message == f"{tmp_path / 'config.yaml'}:19: subscribers[0].specialites: unknown key (did you mean 'specialties'?)"
+    assert (
+        message
+        == f"{tmp_path / 'config.yaml'}:19: subscribers[0].specialites: unknown key (did you mean 'specialties'?)"
+    )
 
 
 def test_unknown_specialty_lists_the_choices(tmp_path):
     text = GOOD.replace("specialties: [cardiology]", "specialties: [cardiology, dermato]")
     [message] = errors_of(tmp_path, text)
-    assert message.startswith(f"{tmp_path / 'config.yaml'}:17: subscribers[0].specialties[1]: 'dermato' is not a specialty (choose from: cardiology, dermatology,")
+    assert message.startswith(
+        f"{tmp_path / 'config.yaml'}:17: subscribers[0].specialties[1]: 'dermato' is not a specialty (choose from: cardiology, dermatology,"
+    )
 
 
 def test_wrong_type(tmp_path):
@@ -96,7 +106,10 @@ def test_bad_schedule(tmp_path, schedule):
 
 @pytest.mark.parametrize("schedule", ["hourly", "daily 07:30", "weekdays 12:00", "30 7 * * 1-5"])
 def test_good_schedules(tmp_path, schedule):
-    loaded = load_config(write(tmp_path, GOOD.replace("daily 07:30", schedule)), env={"MASTO_TOKEN": "x", "SMTP_PASSWORD": "y"})
+    loaded = load_config(
+        write(tmp_path, GOOD.replace("daily 07:30", schedule)),
+        env={"MASTO_TOKEN": "x", "SMTP_PASSWORD": "y"},
+    )
     assert loaded.config.subscribers[0].digest == schedule
 
 
@@ -118,21 +131,35 @@ def test_secret_written_in_clear_is_refused(tmp_path):
 def test_missing_env_outside_a_source_is_an_error(tmp_path):
     text = GOOD.replace("version: 1", "version: 1\ndatabase: {url: '${DB_URL}'}")
     messages = errors_of(tmp_path, text, env={"MASTO_TOKEN": "x", "SMTP_PASSWORD": "y"})
-    assert messages == [f"{tmp_path / 'config.yaml'}:2: database.url: environment variable DB_URL is not set (database.url)"]
+    assert messages == [
+        f"{tmp_path / 'config.yaml'}:2: database.url: environment variable DB_URL is not set (database.url)"
+    ]
 
 
 def test_several_mistakes_are_all_reported_in_line_order(tmp_path):
-    text = GOOD.replace("network: mastodon", "network: myspace").replace("min_urgency", "x").replace(
-        "digest: daily 07:30", "digest: daily 07:30\n    min_urgency: high"
+    text = (
+        GOOD.replace("network: mastodon", "network: myspace")
+        .replace("min_urgency", "x")
+        .replace("digest: daily 07:30", "digest: daily 07:30\n    min_urgency: high")
     )
     messages = errors_of(tmp_path, text)
     assert len(messages) == 2
     assert ":4: sources[0].network: 'myspace' is not allowed" in messages[0]
-    assert ":19: subscribers[0].min_urgency: 'high' is not allowed (choose from: 'routine', 'soon' or 'urgent')" in messages[1]
+    assert (
+        ":19: subscribers[0].min_urgency: 'high' is not allowed (choose from: 'routine', 'soon' or 'urgent')"
+        in messages[1]
+    )
 
 
 def test_channel_used_but_not_configured(tmp_path):
     text = GOOD.replace("deliver_by: [outbox]", "deliver_by: [mastodon]")
     messages = errors_of(tmp_path, text, env={"MASTO_TOKEN": "x", "SMTP_PASSWORD": "y"})
-    assert any(":16: subscribers[0].deliver_by[0]: channel 'mastodon' is not configured" in m for m in messages)
-    assert any(":16: subscribers[0].deliver_by[0]: delivery by 'mastodon' needs the subscriber's 'mastodon'" in m for m in messages)
+    assert any(
+        ":16: subscribers[0].deliver_by[0]: channel 'mastodon' is not configured" in m
+        for m in messages
+    )
+    assert any(
+        ":16: subscribers[0].deliver_by[0]: delivery by 'mastodon' needs the subscriber's 'mastodon'"
+        in m
+        for m in messages
+    )

@@ -29,13 +29,22 @@ def replay_file(tmp_path: Path, posts: list[dict]) -> Path:
 
 
 def post(i: int, text: str = "Question ? #DocTocToc", **kw) -> dict:
-    return {"network": "mastodon", "id": str(i), "url": f"https://m.example/@a/{i}",
-            "author": {"id": "1", "handle": "@a@m.example", "name": "A"}, "text": text,
-            "created_at": f"2026-11-27T08:{i % 60:02d}:00Z", "hashtags": [], **kw}
+    return {
+        "network": "mastodon",
+        "id": str(i),
+        "url": f"https://m.example/@a/{i}",
+        "author": {"id": "1", "handle": "@a@m.example", "name": "A"},
+        "text": text,
+        "created_at": f"2026-11-27T08:{i % 60:02d}:00Z",
+        "hashtags": [],
+        **kw,
+    }
 
 
 def replay(path: Path) -> ReplayCollector:
-    return ReplayCollector(SourceConfig(network="replay", url=str(path)), ["DocTocToc", "DocTocTocPsy"])
+    return ReplayCollector(
+        SourceConfig(network="replay", url=str(path)), ["DocTocToc", "DocTocTocPsy"]
+    )
 
 
 def count(db) -> int:
@@ -44,8 +53,18 @@ def count(db) -> int:
 
 
 def test_replay_matches_hashtags_exactly_and_skips_malformed_lines(tmp_path, db):
-    path = replay_file(tmp_path, [post(1), post(2, "#doctoctoc minuscule ?"), post(3, "#DOCTOCTOC ?"), post(4, "#DocTocTocs ?"),
-                                  post(5, "pas de tag"), post(6, "#DocTocTocPsy ?"), post(7, "#DocTocTóc accent ?")])
+    path = replay_file(
+        tmp_path,
+        [
+            post(1),
+            post(2, "#doctoctoc minuscule ?"),
+            post(3, "#DOCTOCTOC ?"),
+            post(4, "#DocTocTocs ?"),
+            post(5, "pas de tag"),
+            post(6, "#DocTocTocPsy ?"),
+            post(7, "#DocTocTóc accent ?"),
+        ],
+    )
     with path.open("a") as fh:
         fh.write("{broken json\n")
         fh.write(json.dumps({"network": "mastodon"}) + "\n")
@@ -71,7 +90,10 @@ class Broken(Collector):
     network = "mastodon"
 
     def __init__(self, fail_after: int, pages: list[list[dict]], exc: Exception):
-        super().__init__(SourceConfig(network="mastodon", url="https://broken.example", name="broken"), ["DocTocToc"])
+        super().__init__(
+            SourceConfig(network="mastodon", url="https://broken.example", name="broken"),
+            ["DocTocToc"],
+        )
         self.fail_after, self._pages, self.exc = fail_after, pages, exc
 
     def pages(self, cursor: str | None) -> Iterator[Page]:
@@ -91,14 +113,19 @@ def test_failing_source_keeps_committed_pages_and_does_not_stop_others(tmp_path,
     crashing.source = SourceConfig(network="mastodon", url="https://crash.example", name="crash")
     ok = replay(replay_file(tmp_path, [post(10), post(11)]))
     config = load_config(ROOT / "config.yaml", env={})
-    pipeline = Pipeline(config, db, classifier=object(), collectors=[crashing, broken, ok], channels={})
+    pipeline = Pipeline(
+        config, db, classifier=object(), collectors=[crashing, broken, ok], channels={}
+    )
     runs = pipeline.collect()
     assert [r.error is not None for r in runs] == [True, True, False]
     assert "bug in a parser" in runs[0].error
     assert count(db) == 5  # pages 1-2 of the broken source, both replay posts
     with db.session() as s:
         assert cursors.get_cursor(s, "broken") == "2"  # moved only past committed pages
-        health = {h.source: h for h in cursors.health(s, {"broken": config.config.sources[0].unhealthy_after})}
+        health = {
+            h.source: h
+            for h in cursors.health(s, {"broken": config.config.sources[0].unhealthy_after})
+        }
         assert health["broken"].failing_since is not None
     # The source recovers: the next cycle resumes at page 3, no gap, no duplicate.
     broken.fail_after = 99
@@ -108,19 +135,27 @@ def test_failing_source_keeps_committed_pages_and_does_not_stop_others(tmp_path,
 
 def test_bad_config_edit_keeps_the_running_bot_on_the_last_good_config(tmp_path, db):
     config_path = tmp_path / "config.yaml"
-    config_path.write_text((ROOT / "config.yaml").read_text().replace("bot/demo/sample.jsonl", str(ROOT / "bot/demo/sample.jsonl")))
+    config_path.write_text(
+        (ROOT / "config.yaml")
+        .read_text()
+        .replace("bot/demo/sample.jsonl", str(ROOT / "bot/demo/sample.jsonl"))
+    )
     loaded = load_config(config_path, env={})
     said: list[str] = []
     runner = BotRunner(loaded, db, echo=said.append)
     runner.schedule()
     jobs = {j.id for j in runner.scheduler.get_jobs()}
     assert {"deliver", "config"} <= jobs and any(j.startswith("collect:replay") for j in jobs)
-    config_path.write_text(config_path.read_text().replace("min_urgency: soon", "min_urgency: sometimes"))
+    config_path.write_text(
+        config_path.read_text().replace("min_urgency: soon", "min_urgency: sometimes")
+    )
     runner._config_mtime = -1
     runner.reload_config()
     assert runner.loaded is loaded
     assert any("config not reloaded" in line and "min_urgency" in line for line in said)
-    config_path.write_text(config_path.read_text().replace("min_urgency: sometimes", "min_urgency: urgent"))
+    config_path.write_text(
+        config_path.read_text().replace("min_urgency: sometimes", "min_urgency: urgent")
+    )
     runner._config_mtime = -1
     runner.reload_config()
     assert runner.loaded is not loaded and said[-1] == "config reloaded"

@@ -42,6 +42,7 @@ class Page:
     deleted: list[str] = field(default_factory=list)
     requests: int = 1
     skipped: int = 0
+    reads: int | None = None  # posts the network counts as read (default: len(posts))
 
 
 class Collector(ABC):
@@ -150,7 +151,9 @@ class RetryPolicy:
                 return fn()
             except Transient as exc:
                 if attempt >= self.retries:
-                    raise CollectorError(f"{what} failed after {attempt + 1} attempts: {exc}") from exc
+                    raise CollectorError(
+                        f"{what} failed after {attempt + 1} attempts: {exc}"
+                    ) from exc
                 wait = self.delay(attempt, exc.retry_after)
                 if wait > self.max_wait:
                     raise CollectorError(
@@ -191,7 +194,9 @@ def retry_after_seconds(headers: dict[str, str] | object, now: float | None = No
             number = float(reset)
         except ValueError:
             try:
-                return max(0.0, datetime.fromisoformat(reset.replace("Z", "+00:00")).timestamp() - now)
+                return max(
+                    0.0, datetime.fromisoformat(reset.replace("Z", "+00:00")).timestamp() - now
+                )
             except ValueError:
                 return None
         # Epoch seconds (X, Mastodon numeric) or a delay in seconds (IETF draft).

@@ -25,7 +25,9 @@ def get_cursor(session: Session, source: str) -> str | None:
     return row.value if row else None
 
 
-def set_cursor(session: Session, source: str, value: str | None, now: datetime | None = None) -> None:
+def set_cursor(
+    session: Session, source: str, value: str | None, now: datetime | None = None
+) -> None:
     row = _row(session, source)
     row.value = value
     row.updated_at = now or now_utc()

@@ -51,6 +51,9 @@ class PostRow(Base):
         UniqueConstraint("network", "key", name="uq_posts_network_key"),
         Index("ix_posts_network_native", "network", "native_id"),
         Index("ix_posts_reply_to", "network", "reply_to"),
+        Index("ix_posts_thread_root", "network", "thread_root"),
+        Index("ix_posts_created_at", "created_at"),
+        Index("ix_posts_author_name", "author_name"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -62,6 +65,7 @@ class PostRow(Base):
     author_id: Mapped[str] = mapped_column(String(255), default="")
     author_handle: Mapped[str] = mapped_column(String(255), default="", index=True)
     author_name: Mapped[str] = mapped_column(String(255), default="")
+    author_key: Mapped[str] = mapped_column(String(255), default="", index=True)
     text: Mapped[str] = mapped_column(Text, default="")
     lang: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime]

@@ -33,27 +33,35 @@ def now_utc() -> datetime:
 
 
 def store_posts(
-    session: Session, posts: Iterable[Post], *, source: str | None = None, now: datetime | None = None
+    session: Session,
+    posts: Iterable[Post],
+    *,
+    source: str | None = None,
+    now: datetime | None = None,
 ) -> StoreResult:
-    """Insert new posts, apply edits and deletions to known ones. Never duplicates a post."""
+    """Insert new posts, apply edits and deletions to known ones. Never duplicates a post.
+
+    Works on a whole page at once: one lookup for the page's identities, one for thread
+    parents, one for orphan replies and one for cross-network duplicates.
+    """
     now = now or now_utc()
     result = StoreResult()
+    by_key: dict[tuple[str, str], Post] = {}
     for post in posts:
-        row = session.scalar(
-            select(PostRow).where(PostRow.network == post.network, PostRow.key == post.key)
-        )
+        if (post.network, post.key) in by_key:
+            result.unchanged += 1
+        by_key[(post.network, post.key or post.id)] = post
+    existing = _existing(session, by_key)
+    new_rows: list[PostRow] = []
+    for ident, post in by_key.items():
+        row = existing.get(ident)
         if row is None:
             if post.deleted:
                 result.unchanged += 1
                 continue
             row = _new_row(post, source, now)
             session.add(row)
-            session.flush()
-            _link_thread(session, row)
-            _adopt_orphan_replies(session, row)
-            if row.answer_to_id is None:
-                _link_duplicate(session, row)
-            result.new.append(row.id)
+            new_rows.append(row)
         elif post.deleted:
             if not row.deleted:
                 _mark_deleted(session, row, now)
@@ -64,11 +72,54 @@ def store_posts(
             result.updated.append(row.id)
         else:
             result.unchanged += 1
+    if new_rows:
+        session.flush()
+        touched = _link_threads(session, new_rows) | _adopt_orphans(session, new_rows)
+        for case_id in touched:
+            _recount_answers(session, case_id)
+        _link_duplicates(session, [r for r in new_rows if r.answer_to_id is None])
+        result.new = [r.id for r in new_rows]
     session.flush()
     return result
 
 
-def mark_deleted(session: Session, network: str, native_id: str, now: datetime | None = None) -> bool:
+def _chunks(items: list[str], size: int = 400) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _existing(
+    session: Session, idents: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], PostRow]:
+    wanted: dict[str, list[str]] = {}
+    for network, key in idents:
+        wanted.setdefault(network, []).append(key)
+    found: dict[tuple[str, str], PostRow] = {}
+    for network, keys in wanted.items():
+        for chunk in _chunks(keys):
+            query = select(PostRow).where(PostRow.network == network, PostRow.key.in_(chunk))
+            for row in session.scalars(query):
+                found[(network, row.key)] = row
+    return found
+
+
+def _by_native(session: Session, network: str, ids: set[str]) -> dict[str, PostRow]:
+    """Stored posts of a network whose native id or key is in `ids`."""
+    out: dict[str, PostRow] = {}
+    listed = sorted(ids)
+    for column in (PostRow.native_id, PostRow.key):
+        for chunk in _chunks(listed):
+            for row in session.scalars(
+                select(PostRow).where(PostRow.network == network, column.in_(chunk))
+            ):
+                out.setdefault(row.native_id, row)
+                out.setdefault(row.key, row)
+    return out
+
+
+def mark_deleted(
+    session: Session, network: str, native_id: str, now: datetime | None = None
+) -> bool:
     """Mark a post deleted at its source; True if it was known and not yet deleted."""
     row = session.scalar(
         select(PostRow).where(
@@ -103,6 +154,7 @@ def _new_row(post: Post, source: str | None, now: datetime) -> PostRow:
         author_id=post.author.id,
         author_handle=post.author.handle,
         author_name=post.author.name,
+        author_key=author_key(post.author.handle),
         text=post.text,
         lang=post.lang,
         created_at=post.created_at,
@@ -134,15 +186,6 @@ def _apply_edit(row: PostRow, post: Post) -> bool:
     return changed
 
 
-def _find_native(session: Session, network: str, native_id: str) -> PostRow | None:
-    return session.scalar(
-        select(PostRow).where(
-            PostRow.network == network,
-            or_(PostRow.native_id == native_id, PostRow.key == native_id),
-        )
-    )
-
-
 def _case_of(session: Session, row: PostRow) -> PostRow:
     """Follow reply links up to the case (the first post of the thread that we stored)."""
     seen = {row.id}
@@ -155,37 +198,56 @@ def _case_of(session: Session, row: PostRow) -> PostRow:
     return row
 
 
-def _link_thread(session: Session, row: PostRow) -> None:
-    for parent_id in (row.thread_root, row.reply_to):
-        if not parent_id or parent_id == row.native_id:
+def _link_threads(session: Session, rows: list[PostRow]) -> set[int]:
+    """Link new replies to the case they answer; returns the cases whose count changed."""
+    touched: set[int] = set()
+    for network in {r.network for r in rows}:
+        mine = [r for r in rows if r.network == network and (r.reply_to or r.thread_root)]
+        wanted = {p for r in mine for p in (r.thread_root, r.reply_to) if p}
+        if not wanted:
             continue
-        parent = _find_native(session, row.network, parent_id)
-        if parent is not None:
-            case = _case_of(session, parent)
-            row.answer_to_id = case.id
-            _recount_answers(session, case.id)
-            return
+        parents = _by_native(session, network, wanted)
+        for row in mine:
+            for parent_id in (row.thread_root, row.reply_to):
+                parent = parents.get(parent_id or "")
+                if parent is not None and parent.id != row.id:
+                    case = _case_of(session, parent)
+                    if case.id != row.id:
+                        row.answer_to_id = case.id
+                        touched.add(case.id)
+                    break
+    return touched
 
 
-def _adopt_orphan_replies(session: Session, row: PostRow) -> None:
+def _adopt_orphans(session: Session, rows: list[PostRow]) -> set[int]:
     """Replies collected before the post they answer get linked once it arrives."""
-    orphans = session.scalars(
-        select(PostRow).where(
-            PostRow.network == row.network,
-            PostRow.answer_to_id.is_(None),
-            PostRow.id != row.id,
-            or_(PostRow.reply_to == row.native_id, PostRow.thread_root == row.native_id),
-        )
-    ).all()
-    if not orphans:
-        return
-    for orphan in orphans:
-        orphan.answer_to_id = row.id
-        session.execute(
-            update(PostRow).where(PostRow.answer_to_id == orphan.id).values(answer_to_id=row.id)
-        )
+    touched: set[int] = set()
     session.flush()
-    _recount_answers(session, row.id)
+    for network in {r.network for r in rows}:
+        arrived = {r.native_id: r for r in rows if r.network == network}
+        ids = sorted(arrived)
+        orphans: dict[int, PostRow] = {}
+        for column in (PostRow.reply_to, PostRow.thread_root):  # two indexed lookups, no OR
+            for chunk in _chunks(ids):
+                query = select(PostRow).where(
+                    PostRow.network == network, column.in_(chunk), PostRow.answer_to_id.is_(None)
+                )
+                orphans.update((o.id, o) for o in session.scalars(query))
+        for orphan in orphans.values():
+            parent = arrived.get(orphan.thread_root or "") or arrived.get(orphan.reply_to or "")
+            if parent is None or parent.id == orphan.id:
+                continue
+            case = _case_of(session, parent)
+            if case.id == orphan.id:
+                continue
+            orphan.answer_to_id = case.id
+            session.execute(
+                update(PostRow)
+                .where(PostRow.answer_to_id == orphan.id)
+                .values(answer_to_id=case.id)
+            )
+            touched.add(case.id)
+    return touched
 
 
 def _recount_answers(session: Session, case_id: int) -> None:
@@ -209,35 +271,57 @@ def fold(text: str) -> str:
     return " ".join(re.findall(r"\w+", text))
 
 
+def author_key(handle: str) -> str:
+    """The local part of a handle: `@dr_a@m.example`, `dr-a.bsky.social` and `dr_a` -> `dr_a`."""
+    return re.split(r"[@.]", handle.lstrip("@"))[0].lower().replace("-", "_")
+
+
 def same_author(a: PostRow, b: PostRow) -> bool:
-    def local(handle: str) -> str:
-        return re.split(r"[@.]", handle.lstrip("@"))[0].lower().replace("-", "_")
-
     names = fold(a.author_name or "") and fold(a.author_name or "") == fold(b.author_name or "")
-    return bool(names) or (bool(local(a.author_handle)) and local(a.author_handle) == local(b.author_handle))
+    return bool(names) or (bool(a.author_key) and a.author_key == b.author_key)
 
 
-def _link_duplicate(session: Session, row: PostRow) -> None:
-    text = fold(row.text)
-    if len(text) < 20:
+def _link_duplicates(session: Session, rows: list[PostRow]) -> None:
+    """The same case by the same author on another network within 24 h points at the first copy."""
+    rows = [r for r in rows if len(fold(r.text)) >= 20]
+    if not rows:
         return
+    names = sorted({r.author_name for r in rows if r.author_name})
+    keys = sorted({r.author_key for r in rows if r.author_key})
+    start = min(r.created_at for r in rows) - DUPLICATE_WINDOW
+    end = max(r.created_at for r in rows) + DUPLICATE_WINDOW
     candidates = session.scalars(
         select(PostRow).where(
-            PostRow.network != row.network,
+            or_(PostRow.author_name.in_(names), PostRow.author_key.in_(keys)),
             PostRow.duplicate_of_id.is_(None),
             PostRow.answer_to_id.is_(None),
             PostRow.deleted.is_(False),
-            PostRow.created_at >= row.created_at - DUPLICATE_WINDOW,
-            PostRow.created_at <= row.created_at + DUPLICATE_WINDOW,
+            PostRow.created_at >= start,
+            PostRow.created_at <= end,
         )
     ).all()
-    for other in candidates:
-        if other.id == row.id or not same_author(row, other):
-            continue
-        ratio = difflib.SequenceMatcher(None, text, fold(other.text)).ratio()
-        if ratio >= DUPLICATE_SIMILARITY:
-            row.duplicate_of_id = other.id
-            return
+    for row in rows:
+        text = fold(row.text)
+        for other in candidates:
+            if (
+                other.network == row.network
+                or other.id == row.id
+                or other.duplicate_of_id == row.id
+            ):
+                continue
+            if abs(other.created_at - row.created_at) > DUPLICATE_WINDOW or not same_author(
+                row, other
+            ):
+                continue
+            if (
+                difflib.SequenceMatcher(None, text, fold(other.text)).ratio()
+                >= DUPLICATE_SIMILARITY
+            ):
+                # The earlier copy is the case; the later one points at it.
+                first, later = sorted((row, other), key=lambda r: (r.created_at, r.id))
+                if later.duplicate_of_id is None and first.duplicate_of_id is None:
+                    later.duplicate_of_id = first.id
+                break
 
 
 def row_to_post(row: PostRow) -> Post:

@@ -53,11 +53,15 @@ class BlueskyChannel(Channel):
             client, chat = self._connect()
             did = self._did(client, subscriber.bluesky)
             convo = chat.chat.bsky.convo.get_convo_for_members({"members": [did]}).convo
-            sent = chat.chat.bsky.convo.send_message({"convo_id": convo.id, "message": {"text": text}})
+            sent = chat.chat.bsky.convo.send_message(
+                {"convo_id": convo.id, "message": {"text": text}}
+            )
         except NetworkError as exc:
             return SendResult.failure(f"Bluesky unreachable: {exc}")
         except RequestException as exc:
             code = getattr(getattr(exc, "response", None), "status_code", None)
             retryable = code is None or code >= 500 or code == 429
-            return SendResult.failure(f"Bluesky refused the DM ({code}): {exc}", retryable=retryable)
+            return SendResult.failure(
+                f"Bluesky refused the DM ({code}): {exc}", retryable=retryable
+            )
         return SendResult.success(getattr(sent, "id", None))

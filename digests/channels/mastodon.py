@@ -16,7 +16,9 @@ class MastodonChannel(Channel):
     max_length = 500  # characters, the recipient's mention included
     resend_after_crash = False  # a DM is sent at most once
 
-    def __init__(self, config: MastodonChannelConfig, *, api: Any | None = None, timeout: float = 30.0):
+    def __init__(
+        self, config: MastodonChannelConfig, *, api: Any | None = None, timeout: float = 30.0
+    ):
         if not config.access_token and api is None:
             raise SourceDisabled("the Mastodon channel needs access_token")
         self.config = config
@@ -51,7 +53,9 @@ class MastodonChannel(Channel):
         except MastodonAPIError as exc:
             code = _status_code(exc)
             retryable = code is None or code >= 500 or code == 429
-            return SendResult.failure(f"Mastodon refused the DM ({code}): {exc}", retryable=retryable)
+            return SendResult.failure(
+                f"Mastodon refused the DM ({code}): {exc}", retryable=retryable
+            )
         return SendResult.success(str(_get(status, "url") or _get(status, "id")))
 
 

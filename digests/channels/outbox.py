@@ -17,7 +17,9 @@ class OutboxChannel(Channel):
     name = "outbox"
     max_length = None
 
-    def __init__(self, config: OutboxConfig, *, base_dir: Path | None = None, sender: str | None = None):
+    def __init__(
+        self, config: OutboxConfig, *, base_dir: Path | None = None, sender: str | None = None
+    ):
         path = Path(config.dir)
         self.dir = path if path.is_absolute() or base_dir is None else base_dir / path
         self.sender = sender or "DocTocToc bot <bot@doctoctoc-bot.local>"

@@ -12,7 +12,16 @@ from digests.render import Digest
 
 from .base import Channel, SendResult
 
-DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post"]
+DKIM_HEADERS = [
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"list-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+]
 
 
 class SmtpChannel(Channel):
@@ -38,7 +47,9 @@ class SmtpChannel(Channel):
         timeout = cfg.timeout.total_seconds()
         try:
             if cfg.security == "ssl":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.effective_port, timeout=timeout, context=self.ssl_context)
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    cfg.host, cfg.effective_port, timeout=timeout, context=self.ssl_context
+                )
             else:
                 client = smtplib.SMTP(cfg.host, cfg.effective_port, timeout=timeout)
             with client:
@@ -46,16 +57,22 @@ class SmtpChannel(Channel):
                     client.starttls(context=self.ssl_context)
                 if cfg.username and cfg.password:
                     client.login(cfg.username, cfg.password)
-                refused = client.sendmail(message["From"].addresses[0].addr_spec, [subscriber.email], data)
+                refused = client.sendmail(
+                    message["From"].addresses[0].addr_spec, [subscriber.email], data
+                )
         except smtplib.SMTPRecipientsRefused as exc:
             return SendResult.failure(f"recipient refused: {exc.recipients}", retryable=False)
         except smtplib.SMTPAuthenticationError as exc:
             return SendResult.failure(f"SMTP authentication failed: {exc.smtp_code}")
         except smtplib.SMTPResponseException as exc:
             permanent = 500 <= exc.smtp_code < 600
-            return SendResult.failure(f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}", retryable=not permanent)
+            return SendResult.failure(
+                f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}", retryable=not permanent
+            )
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-            return SendResult.failure(f"SMTP server {cfg.host}:{cfg.effective_port} unreachable: {exc}")
+            return SendResult.failure(
+                f"SMTP server {cfg.host}:{cfg.effective_port} unreachable: {exc}"
+            )
         if refused:
             return SendResult.failure(f"recipient refused: {refused}", retryable=False)
         return SendResult.success(message["Message-ID"])

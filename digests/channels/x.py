@@ -17,9 +17,16 @@ class XChannel(Channel):
     resend_after_crash = False  # a DM is sent at most once
 
     def __init__(self, config: XChannelConfig, *, client: Any | None = None):
-        keys = (config.consumer_key, config.consumer_secret, config.access_token, config.access_token_secret)
+        keys = (
+            config.consumer_key,
+            config.consumer_secret,
+            config.access_token,
+            config.access_token_secret,
+        )
         if client is None and not all(keys):
-            raise SourceDisabled("the X channel needs consumer_key, consumer_secret, access_token and access_token_secret")
+            raise SourceDisabled(
+                "the X channel needs consumer_key, consumer_secret, access_token and access_token_secret"
+            )
         self.config = config
         self._client = client
         self._ids: dict[str, str] = {}
@@ -59,12 +66,20 @@ class XChannel(Channel):
         text = render_dm(digest, self.max_length)
         try:
             user_id = self._user_id(subscriber.x)
-            response = self.client.create_direct_message(participant_id=user_id, text=text, user_auth=True)
+            response = self.client.create_direct_message(
+                participant_id=user_id, text=text, user_auth=True
+            )
         except LookupError as exc:
             return SendResult.failure(str(exc), retryable=False)
-        except (tweepy.TooManyRequests, tweepy.TwitterServerError, requests.RequestException) as exc:
+        except (
+            tweepy.TooManyRequests,
+            tweepy.TwitterServerError,
+            requests.RequestException,
+        ) as exc:
             return SendResult.failure(f"X unavailable: {exc}")
         except tweepy.HTTPException as exc:
             return SendResult.failure(f"X refused the DM: {exc}", retryable=False)
         data = getattr(response, "data", None) or {}
-        return SendResult.success(str(data.get("dm_event_id", "")) if isinstance(data, dict) else None)
+        return SendResult.success(
+            str(data.get("dm_event_id", "")) if isinstance(data, dict) else None
+        )

@@ -15,7 +15,9 @@ from bot.storage.posts import store_posts
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)  # a Friday, 10:00 in Paris
 
 
-def make_config(tmp_path: Path, subscribers: str, channels: str = "outbox: {dir: outbox}", extra: str = "") -> LoadedConfig:
+def make_config(
+    tmp_path: Path, subscribers: str, channels: str = "outbox: {dir: outbox}", extra: str = ""
+) -> LoadedConfig:
     text = f"""\
 version: 1
 hashtags: [DocTocToc]
@@ -67,9 +69,16 @@ def add_request(
         [pid] = store_posts(s, [post], now=created_at).new
         s.add(
             ClassificationRow(
-                post_id=pid, model_version="test", is_request=is_request, specialty=specialty,
-                specialty_scores=[{"id": specialty, "score": 0.9}] if specialty else [], urgency=urgency,
-                urgency_score=0.9, cues=cues or [], uncertain=uncertain, created_at=created_at,
+                post_id=pid,
+                model_version="test",
+                is_request=is_request,
+                specialty=specialty,
+                specialty_scores=[{"id": specialty, "score": 0.9}] if specialty else [],
+                urgency=urgency,
+                urgency_score=0.9,
+                cues=cues or [],
+                uncertain=uncertain,
+                created_at=created_at,
             )
         )
     return pid

@@ -13,21 +13,48 @@ HOSTILE = '<b>urgent</b> & <script>alert(1)</script> <img src=x onerror=alert(2)
 
 
 def item(text: str, i: int = 1, urgency: str = "urgent", **kw) -> DigestItem:
-    return DigestItem(post_id=i, url=f"https://medecins.example/@a/{i}", text=text, author=kw.pop("author", "Dr A (@a)"),
-                      network="mastodon", created_at=T0, specialty="dermatology", urgency=urgency, **kw)
+    return DigestItem(
+        post_id=i,
+        url=f"https://medecins.example/@a/{i}",
+        text=text,
+        author=kw.pop("author", "Dr A (@a)"),
+        network="mastodon",
+        created_at=T0,
+        specialty="dermatology",
+        urgency=urgency,
+        **kw,
+    )
 
 
-def digest(items: list[DigestItem], name: str = "Dr Derm", kind: str = "digest", lang: str = "fr") -> Digest:
-    return Digest(subscriber_id="derm", subscriber_name=name, language=lang, kind=kind, items=items,
-                  more_url="https://bot.example.org/cases?specialty=dermatology",
-                  unsubscribe_url="https://bot.example.org/unsubscribe/abc.def", specialties="dermatology",
-                  message_key="derm.smtp.digest.1", generated_at=T0)
+def digest(
+    items: list[DigestItem], name: str = "Dr Derm", kind: str = "digest", lang: str = "fr"
+) -> Digest:
+    return Digest(
+        subscriber_id="derm",
+        subscriber_name=name,
+        language=lang,
+        kind=kind,
+        items=items,
+        more_url="https://bot.example.org/cases?specialty=dermatology",
+        unsubscribe_url="https://bot.example.org/unsubscribe/abc.def",
+        specialties="dermatology",
+        message_key="derm.smtp.digest.1",
+        generated_at=T0,
+    )
 
 
 def test_html_escapes_post_text_author_and_alt():
-    it = item(HOSTILE, author='<a href="http://evil">x</a>', media=[{"url": "https://m.example/1.jpg", "alt": "<script>x</script>"}])
+    it = item(
+        HOSTILE,
+        author='<a href="http://evil">x</a>',
+        media=[{"url": "https://m.example/1.jpg", "alt": "<script>x</script>"}],
+    )
     _, text, html = render_email(digest([it]))
-    assert "<script>" not in html and "<b>urgent</b>" not in html and "<a href=\"http://evil\">" not in html
+    assert (
+        "<script>" not in html
+        and "<b>urgent</b>" not in html
+        and '<a href="http://evil">' not in html
+    )
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;b&gt;urgent&lt;/b&gt;" in html
     assert "<script>alert(1)</script>" in text  # plain text shows the literal characters
@@ -52,7 +79,14 @@ def test_rtl_emoji_and_huge_posts_render_safely():
 
 
 def test_dm_fits_mastodon_limit_and_cuts_at_item_boundary():
-    items = [item(f"Cas {i}: plaque érythémateuse du tronc depuis {i} jours, prurit, pas de fièvre. #DocTocToc", i, "soon") for i in range(1, 9)]
+    items = [
+        item(
+            f"Cas {i}: plaque érythémateuse du tronc depuis {i} jours, prurit, pas de fièvre. #DocTocToc",
+            i,
+            "soon",
+        )
+        for i in range(1, 9)
+    ]
     prefix = "@derm@medecins.example "
     text = render_dm(digest(items), 500, prefix=prefix)
     assert len(text) <= 500 and text.startswith(prefix)

@@ -18,31 +18,51 @@ from .helpers import T0, add_request, make_config
 
 
 def run(loaded, db, now, force=False):
-    p = Pipeline(loaded, db, classifier=object(), collectors=[], clock=lambda: now, channels=build_channels(loaded, base_dir=loaded.path.parent))
+    p = Pipeline(
+        loaded,
+        db,
+        classifier=object(),
+        collectors=[],
+        clock=lambda: now,
+        channels=build_channels(loaded, base_dir=loaded.path.parent),
+    )
     return p.cycle(collect=False, force_flush=force)
 
 
 def deliveries(db):
     with db.session() as s:
-        return [(r.subscriber_id, r.post_id, r.kind, r.reason, r.status) for r in s.scalars(select(DeliveryRow).order_by(DeliveryRow.id))]
+        return [
+            (r.subscriber_id, r.post_id, r.kind, r.reason, r.status)
+            for r in s.scalars(select(DeliveryRow).order_by(DeliveryRow.id))
+        ]
 
 
 def test_uncertain_requests_also_reach_triage(tmp_path, db):
-    loaded = make_config(tmp_path, """\
+    loaded = make_config(
+        tmp_path,
+        """\
 - {name: Derm, id: derm, specialties: [dermatology]}
 - {name: Triage, id: triage, specialties: [general_practice], triage: true}
-""")
+""",
+    )
     sure = add_request(db, "1", "plaque ?", "dermatology", "soon")
     unsure = add_request(db, "2", "truc bizarre ?", "dermatology", "soon", uncertain=True)
     run(loaded, db, T0)
     got = {(sub, pid, reason) for sub, pid, _k, reason, _s in deliveries(db)}
-    assert got == {("derm", sure, "specialty"), ("derm", unsure, "specialty"), ("triage", unsure, "triage")}
+    assert got == {
+        ("derm", sure, "specialty"),
+        ("derm", unsure, "specialty"),
+        ("triage", unsure, "triage"),
+    }
 
 
 def test_quiet_hours_hold_alerts_but_not_urgent_ones(tmp_path, db):
-    loaded = make_config(tmp_path, """\
+    loaded = make_config(
+        tmp_path,
+        """\
 - {name: Night, id: night, specialties: all, immediate: soon, quiet_hours: "22:00-07:00"}
-""")
+""",
+    )
     night = datetime(2026, 11, 27, 23, 30, tzinfo=UTC)  # 00:30 in Paris
     soon = add_request(db, "1", "résultat à interpréter ?", "cardiology", "soon", created_at=night)
     urgent = add_request(db, "2", "il est devant moi ?", "cardiology", "urgent", created_at=night)
@@ -55,11 +75,14 @@ def test_quiet_hours_hold_alerts_but_not_urgent_ones(tmp_path, db):
 
 
 def test_unanswered_urgent_request_escalates_to_next_ring(tmp_path, db):
-    loaded = make_config(tmp_path, """\
+    loaded = make_config(
+        tmp_path,
+        """\
 - {name: Cardio, id: cardio, specialties: [cardiology]}
 - {name: Senior, id: senior, specialties: [cardiology], escalation: true, escalate_after: 30m}
 - {name: Derm senior, id: derm-senior, specialties: [dermatology], escalation: true}
-""")
+""",
+    )
     urgent = add_request(db, "1", "douleur thoracique, il est devant moi", "cardiology", "urgent")
     add_request(db, "2", "ECG de contrôle ?", "cardiology", "soon")
     run(loaded, db, T0)
@@ -72,10 +95,19 @@ def test_unanswered_urgent_request_escalates_to_next_ring(tmp_path, db):
 
 
 def test_answered_urgent_request_does_not_escalate(tmp_path, db):
-    loaded = make_config(tmp_path, "- {name: Senior, id: senior, specialties: all, escalation: true}\n")
+    loaded = make_config(
+        tmp_path, "- {name: Senior, id: senior, specialties: all, escalation: true}\n"
+    )
     add_request(db, "1", "douleur thoracique, il est devant moi", "cardiology", "urgent")
-    reply = Post(network="mastodon", id="9", url="u", author=Author("2", "@b@m.example", "B"), text="ECG 18 dérivations !",
-                 created_at=T0 + timedelta(minutes=5), reply_to="1")
+    reply = Post(
+        network="mastodon",
+        id="9",
+        url="u",
+        author=Author("2", "@b@m.example", "B"),
+        text="ECG 18 dérivations !",
+        created_at=T0 + timedelta(minutes=5),
+        reply_to="1",
+    )
     with db.session() as s:
         store_posts(s, [reply])
     run(loaded, db, T0 + timedelta(hours=1))
@@ -83,14 +115,32 @@ def test_answered_urgent_request_does_not_escalate(tmp_path, db):
 
 
 def test_students_get_cases_once_answered_with_answers_and_hidden_authors(tmp_path, db):
-    loaded = make_config(tmp_path, """\
+    loaded = make_config(
+        tmp_path,
+        """\
 - {name: Étudiante, id: student, role: student, specialties: [dermatology], hide_authors: true}
-""")
-    add_request(db, "1", "plaque annulaire ?", "dermatology", "routine", name="Dr Secret", handle="@secret@m.example")
+""",
+    )
+    add_request(
+        db,
+        "1",
+        "plaque annulaire ?",
+        "dermatology",
+        "routine",
+        name="Dr Secret",
+        handle="@secret@m.example",
+    )
     run(loaded, db, T0)
     assert [d[4] for d in deliveries(db)] == ["pending"]  # not answered, not 24 h old
-    reply = Post(network="mastodon", id="9", url="u", author=Author("2", "@b@m.example", "B"),
-                 text="Granulome annulaire probable", created_at=T0 + timedelta(hours=1), reply_to="1")
+    reply = Post(
+        network="mastodon",
+        id="9",
+        url="u",
+        author=Author("2", "@b@m.example", "B"),
+        text="Granulome annulaire probable",
+        created_at=T0 + timedelta(hours=1),
+        reply_to="1",
+    )
     with db.session() as s:
         store_posts(s, [reply])
     out = tmp_path / "outbox"
@@ -111,8 +161,11 @@ def test_blocked_author_is_kept_but_not_routed_and_unblock_restores(tmp_path, db
 
 
 def test_only_known_authors_holds_the_others(tmp_path, db):
-    loaded = make_config(tmp_path, "- {name: All, id: all, specialties: all}\n",
-                         extra="only_known_authors: true\nknown_authors: ['@vetted@m.example']")
+    loaded = make_config(
+        tmp_path,
+        "- {name: All, id: all, specialties: all}\n",
+        extra="only_known_authors: true\nknown_authors: ['@vetted@m.example']",
+    )
     add_request(db, "1", "inconnu ?", "dermatology", "soon", handle="@nobody@m.example")
     ok = add_request(db, "2", "plaque ?", "dermatology", "soon", handle="@vetted@m.example")
     run(loaded, db, T0)
@@ -120,7 +173,10 @@ def test_only_known_authors_holds_the_others(tmp_path, db):
 
 
 def test_unsubscribed_subscriber_gets_nothing_more(tmp_path, db):
-    loaded = make_config(tmp_path, "- {name: All, id: all, specialties: all}\n- {name: Gone, id: gone, specialties: all}\n")
+    loaded = make_config(
+        tmp_path,
+        "- {name: All, id: all, specialties: all}\n- {name: Gone, id: gone, specialties: all}\n",
+    )
     add_request(db, "1", "plaque ?", "dermatology", "soon")
     run(loaded, db, T0)  # syncs subscribers, routes to both (digest not yet due)
     with db.session() as s:
@@ -150,4 +206,6 @@ def test_schedules_follow_paris_time_across_dst():
     autumn = next_digest_time(sub, datetime(2026, 10, 25, 0, 0, tzinfo=UTC))  # back to winter time
     assert autumn == datetime(2026, 10, 25, 6, 30, tzinfo=UTC)
     weekdays = SubscriberConfig(name="B", digest="weekdays 12:00")
-    assert next_digest_time(weekdays, datetime(2026, 11, 28, 12, 0, tzinfo=UTC)).weekday() == 0  # Saturday -> Monday
+    assert (
+        next_digest_time(weekdays, datetime(2026, 11, 28, 12, 0, tzinfo=UTC)).weekday() == 0
+    )  # Saturday -> Monday

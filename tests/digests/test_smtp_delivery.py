@@ -63,15 +63,30 @@ class Clock:
 
 
 def pipeline(loaded, db, clock):
-    return Pipeline(loaded, db, classifier=object(), collectors=[], clock=clock, channels=build_channels(loaded))
+    return Pipeline(
+        loaded, db, classifier=object(), collectors=[], clock=clock, channels=build_channels(loaded)
+    )
 
 
 def seed(db):
-    add_request(db, "1", "Plaque érythémateuse annulaire du bras, photo ? #DocTocToc", "dermatology", "soon")
-    add_request(db, "2", "Lésion pigmentée qui saigne, il est devant moi #DocTocToc", "dermatology", "urgent", cues=["il est devant moi"])
-    add_request(db, "3", "Eczéma chronique des mains, pour ma culture #DocTocToc", "dermatology", "routine")
+    add_request(
+        db, "1", "Plaque érythémateuse annulaire du bras, photo ? #DocTocToc", "dermatology", "soon"
+    )
+    add_request(
+        db,
+        "2",
+        "Lésion pigmentée qui saigne, il est devant moi #DocTocToc",
+        "dermatology",
+        "urgent",
+        cues=["il est devant moi"],
+    )
+    add_request(
+        db, "3", "Eczéma chronique des mains, pour ma culture #DocTocToc", "dermatology", "routine"
+    )
     add_request(db, "4", "ECG: BAV 2 Mobitz 1 ? #DocTocToc", "cardiology", "soon")
-    add_request(db, "5", "Rash in a returning traveller? #DocTocToc", "dermatology", "soon", lang="en")
+    add_request(
+        db, "5", "Rash in a returning traveller? #DocTocToc", "dermatology", "soon", lang="en"
+    )
 
 
 def test_each_subscriber_gets_only_their_specialty_and_urgency(tmp_path, db, smtp):
@@ -143,7 +158,11 @@ def test_smtp_down_then_up_delivers_later_exactly_once(tmp_path, db):
         again = pipeline(loaded, db, clock).deliver(force=True)
         # Dr Derm: the urgent alert and the digest; Dr Cardio: the digest. Each once.
         assert up.messages == 3 and again.messages == 0
-        assert sorted(r.rcpt_tos[0] for r in server.received) == ["cardio@example.org", "derm@example.org", "derm@example.org"]
+        assert sorted(r.rcpt_tos[0] for r in server.received) == [
+            "cardio@example.org",
+            "derm@example.org",
+            "derm@example.org",
+        ]
     finally:
         server.stop()
 
@@ -164,8 +183,14 @@ def test_killed_between_send_and_commit_email_is_resent_with_same_message_id(tmp
     add_request(db, "4", "ECG: BAV 2 Mobitz 1 ? #DocTocToc", "cardiology", "soon")
     clock = Clock()
     real = build_channels(loaded)
-    dying = Pipeline(loaded, db, classifier=object(), collectors=[], clock=clock,
-                     channels={"smtp": DiesAfterSending(real["smtp"], "smtp", True)})
+    dying = Pipeline(
+        loaded,
+        db,
+        classifier=object(),
+        collectors=[],
+        clock=clock,
+        channels={"smtp": DiesAfterSending(real["smtp"], "smtp", True)},
+    )
     with pytest.raises(KeyboardInterrupt):
         dying.cycle(collect=False, force_flush=True)
     with db.session() as s:
@@ -186,11 +211,13 @@ def test_killed_between_send_and_commit_dm_is_never_resent(tmp_path, db, smtp):
     real = build_channels(loaded)
     dm_like = DiesAfterSending(real["smtp"], "smtp", resend=False)  # a DM channel's policy
     with pytest.raises(KeyboardInterrupt):
-        Pipeline(loaded, db, classifier=object(), collectors=[], clock=clock, channels={"smtp": dm_like}).cycle(
-            collect=False, force_flush=True
-        )
+        Pipeline(
+            loaded, db, classifier=object(), collectors=[], clock=clock, channels={"smtp": dm_like}
+        ).cycle(collect=False, force_flush=True)
     clock.now = T0 + timedelta(minutes=11)
-    Pipeline(loaded, db, classifier=object(), collectors=[], clock=clock, channels={"smtp": dm_like}).deliver(force=True)
+    Pipeline(
+        loaded, db, classifier=object(), collectors=[], clock=clock, channels={"smtp": dm_like}
+    ).deliver(force=True)
     assert len(smtp.received) == 1
     with db.session() as s:
         row = s.scalar(select(DeliveryRow))

@@ -32,9 +32,15 @@ def make_post(i: str, text: str = "Éruption chez un enfant ? photo 📷 #DocToc
 
 
 def test_schema_has_every_table(any_db):
-    assert {"posts", "classifications", "subscribers", "deliveries", "cursors", "corrections", "alembic_version"} <= set(
-        current_tables(any_db.engine)
-    )
+    assert {
+        "posts",
+        "classifications",
+        "subscribers",
+        "deliveries",
+        "cursors",
+        "corrections",
+        "alembic_version",
+    } <= set(current_tables(any_db.engine))
 
 
 def test_post_round_trip_keeps_every_field(any_db):
@@ -54,7 +60,9 @@ def test_post_round_trip_keeps_every_field(any_db):
 def test_same_post_twice_is_stored_once_and_edits_update(any_db):
     with any_db.session() as s:
         store_posts(s, [make_post("1")])
-    edited = make_post("1", text="Éruption chez un enfant de 3 ans ? #DocTocToc", edited_at=T0 + timedelta(hours=1))
+    edited = make_post(
+        "1", text="Éruption chez un enfant de 3 ans ? #DocTocToc", edited_at=T0 + timedelta(hours=1)
+    )
     with any_db.session() as s:
         again = store_posts(s, [make_post("1")])
         changed = store_posts(s, [edited])
@@ -66,7 +74,13 @@ def test_same_post_twice_is_stored_once_and_edits_update(any_db):
 
 
 def test_replies_are_linked_and_counted_even_when_they_arrive_first(any_db):
-    reply = make_post("2", text="Je pense à un érythème migrant", reply_to="1", thread_root="1", created_at=T0 + timedelta(minutes=9))
+    reply = make_post(
+        "2",
+        text="Je pense à un érythème migrant",
+        reply_to="1",
+        thread_root="1",
+        created_at=T0 + timedelta(minutes=9),
+    )
     with any_db.session() as s:
         store_posts(s, [reply])
         store_posts(s, [make_post("1")])
@@ -77,7 +91,9 @@ def test_replies_are_linked_and_counted_even_when_they_arrive_first(any_db):
 
 
 def test_cross_network_duplicate_is_linked(any_db):
-    masto = make_post("1", text="Enfant 4 ans, éruption vésiculeuse fébrile depuis hier, varicelle ? #DocTocToc")
+    masto = make_post(
+        "1", text="Enfant 4 ans, éruption vésiculeuse fébrile depuis hier, varicelle ? #DocTocToc"
+    )
     bsky = make_post(
         "at://did:plc:a/app.bsky.feed.post/3k",
         network="bluesky",
@@ -104,13 +120,37 @@ def test_deletion_erases_content(any_db):
 def test_classification_subscriber_delivery_and_cursor(any_db):
     with any_db.session() as s:
         [pid] = store_posts(s, [make_post("1")]).new
-        s.add(ClassificationRow(post_id=pid, model_version="v1", is_request=True, specialty="dermatology",
-                                specialty_scores=[{"id": "dermatology", "score": 0.9}], urgency="soon",
-                                urgency_score=0.6, cues=["photo"], uncertain=False, created_at=T0))
-        s.add(SubscriberRow(id="dr-a", name="Dr A", settings={"x": 1}, in_config=True, updated_at=T0))
+        s.add(
+            ClassificationRow(
+                post_id=pid,
+                model_version="v1",
+                is_request=True,
+                specialty="dermatology",
+                specialty_scores=[{"id": "dermatology", "score": 0.9}],
+                urgency="soon",
+                urgency_score=0.6,
+                cues=["photo"],
+                uncertain=False,
+                created_at=T0,
+            )
+        )
+        s.add(
+            SubscriberRow(id="dr-a", name="Dr A", settings={"x": 1}, in_config=True, updated_at=T0)
+        )
         s.flush()
-        s.add(DeliveryRow(subscriber_id="dr-a", post_id=pid, channel="smtp", kind="digest", status="pending",
-                          attempts=0, due_at=T0, created_at=T0, updated_at=T0))
+        s.add(
+            DeliveryRow(
+                subscriber_id="dr-a",
+                post_id=pid,
+                channel="smtp",
+                kind="digest",
+                status="pending",
+                attempts=0,
+                due_at=T0,
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
         cursors.set_cursor(s, "mastodon:x", "12345")
         cursors.record_failure(s, "mastodon:x", "HTTP 500", T0)
     with any_db.session() as s:

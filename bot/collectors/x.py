@@ -1,0 +1,423 @@
+"""X (Twitter) collector: API v2 recent search through tweepy's `Client` (app bearer token).
+
+Cursor. X returns the newest tweets first and pages towards older ones, so the cursor (the
+newest tweet id seen, used as `since_id`) can only move once *every* page of a run is
+stored: pages are yielded with `cursor=None` and a last empty `Page(cursor=newest_id,
+requests=0)` closes the run. A crash mid-run re-reads (duplicates are merged by key), it
+never skips. A cursor older than the 7-day search window (X answers 400 to such a
+`since_id`) is dropped and the whole window is read again.
+
+Rate limits. tweepy's `wait_on_rate_limit` retries at once when `x-rate-limit-reset` is
+missing (a hot loop), so it is off: a 429 becomes `Transient(retry_after=...)` computed from
+that header, a 5xx, connection error, timeout or non-JSON body a plain `Transient`, and the
+shared `RetryPolicy` sleeps (honouring the reset, else exponential backoff) and gives up
+after `source.retries`. `source.timeout` applies to every HTTP request of the session.
+
+Monthly read budget (`source.monthly_read_budget`). X bills every tweet returned. Before
+each request the collector checks the reads used this month: the larger of the stored
+count (`reads_used`, a callable the pipeline wires to `cursors.reads_this_month`) and the
+count at the start of this run plus every tweet this collector read since. It then asks
+for no more tweets than are left (`max_results`), and raises
+`CollectorError("monthly read budget of N reached: X stops until next month")` when fewer
+are left than the smallest request. Pages are `Page`s whose `reads` is every tweet the
+request returned (matching or not); the pipeline should store that count, since
+`len(page.posts)` misses non-matching and malformed tweets and the recheck lookups.
+Without `reads_used`, only this collector's own reads (since the month began) count.
+
+Edits. An edit is a new tweet id whose `edit_history_tweet_ids` starts with the original
+id: the post is keyed by that first id, so the edit updates the stored post.
+
+Replies: `conversation_id:` searches (several conversations OR-ed in one query, at most
+`reply_calls` requests a cycle, each counted against the budget). Deletions: `get_tweets`
+in batches of 100; ids absent from the answer or reported `resource-not-found` (or no
+longer visible: protected, suspended) are deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+import tweepy
+
+from bot.config_models import SourceConfig
+from bot.errors import CollectorError, SourceDisabled
+from bot.post import Author, Media, Post, parse_time
+
+from .base import Collector, Page, Transient, matching_tags, retry_after_seconds, tags_in_text
+
+log = logging.getLogger(__name__)
+
+EXPANSIONS = ["author_id", "attachments.media_keys", "referenced_tweets.id"]
+TWEET_FIELDS = [
+    "created_at", "lang", "conversation_id", "entities", "referenced_tweets",
+    "in_reply_to_user_id", "edit_history_tweet_ids", "author_id", "attachments",
+]  # fmt: skip
+FIELDS: dict[str, Any] = {
+    "expansions": EXPANSIONS,
+    "tweet_fields": TWEET_FIELDS,
+    "user_fields": ["username", "name"],
+    "media_fields": ["url", "alt_text", "preview_image_url", "type"],
+}
+MAX_RESULTS = 100  # search: 10..100 per request; lookup: 1..100 ids
+MIN_SEARCH_RESULTS = 10
+QUERY_LIMIT = 512  # characters in a search query (Basic/Pro access)
+REPLY_CALLS = 10
+SEARCH_WINDOW = timedelta(days=7)
+TWITTER_EPOCH_MS = 1288834974657
+GONE = (
+    "https://api.twitter.com/2/problems/resource-not-found",
+    "https://api.twitter.com/2/problems/not-authorized-for-resource",
+)
+
+
+class _Malformed(ValueError):
+    pass
+
+
+class XCollector(Collector):
+    network = "x"
+
+    def __init__(
+        self,
+        source: SourceConfig,
+        hashtags: list[str],
+        *,
+        reads_used: Callable[[], int] | None = None,
+        session: requests.Session | None = None,
+        page_size: int = MAX_RESULTS,
+        reply_calls: int = REPLY_CALLS,
+        **kwargs: Any,
+    ):
+        super().__init__(source, hashtags, **kwargs)
+        if not source.bearer_token:
+            raise SourceDisabled(f"X source {source.key} needs 'bearer_token'")
+        self.client = tweepy.Client(source.bearer_token, return_type=dict, wait_on_rate_limit=False)
+        self.client.session.close()
+        self.client.session = _with_timeout(
+            session or requests.Session(), source.timeout.total_seconds()
+        )
+        self.query = "(" + " OR ".join(f"#{t}" for t in self.hashtags) + ") -is:retweet"
+        self.page_size = max(MIN_SEARCH_RESULTS, min(MAX_RESULTS, page_size))
+        self.reply_calls = reply_calls
+        self._reads_used = reads_used
+        self._month = ""
+        self._baseline: int | None = None
+        self._reads = 0  # tweets read since the baseline
+        self._attempts = 0  # HTTP requests not yet reported in a page
+        self._reply_since: dict[str, int] = {}  # conversation -> newest reply id seen
+
+    # --- the three stages ----------------------------------------------------------------
+
+    def pages(self, cursor: str | None) -> Iterator[Page]:
+        self._attempts = 0
+        if self._reads_used is not None:
+            self._baseline, self._reads = None, 0
+        newest = _as_id(cursor)
+        since = self._since(newest)
+        search = self._searcher("search")
+        for response in tweepy.Paginator(search, self.query, since_id=since, **FIELDS):
+            page = self._page(response, self._matches)
+            newest = max(newest or 0, _newest(response)) or None
+            yield page
+        if newest is not None and str(newest) != cursor:
+            yield Page(cursor=str(newest), requests=0)
+
+    def _matches(self, post: Post) -> bool:
+        return bool(matching_tags(post.hashtags, post.text, self.hashtags))
+
+    def replies(self, cases: list[Post]) -> Iterator[Page]:
+        recent = sorted(cases, key=lambda p: p.created_at, reverse=True)
+        roots = list(dict.fromkeys(r for r in (p.key or p.id for p in recent) if r.isdigit()))
+        calls = self.reply_calls
+        search = self._searcher("replies")
+        for batch in _batches(roots):
+            if calls <= 0:
+                log.info("X: reply search limit (%d requests) reached this cycle", self.reply_calls)
+                return
+            since = self._since(min(self._reply_since.get(root, int(root)) for root in batch))
+            query = " OR ".join(f"conversation_id:{root}" for root in batch)
+            newest, complete = 0, False
+            for response in tweepy.Paginator(search, query, since_id=since, limit=calls, **FIELDS):
+                calls -= 1
+                complete = not (response.get("meta") or {}).get("next_token")
+                newest = max(newest, _newest(response))
+                yield self._page(response, lambda post, roots=batch: _is_reply(post, roots))
+            if complete and newest:
+                for root in batch:
+                    self._reply_since[root] = max(newest, self._reply_since.get(root, 0))
+
+    def recheck(self, posts: list[Post]) -> list[str]:
+        ids = list(dict.fromkeys(p.id for p in posts if p.id.isdigit()))
+        gone: list[str] = []
+        start = 0
+        while start < len(ids):
+            batch = ids[start : start + self._reserve(MAX_RESULTS, 1)]
+            start += len(batch)
+            response = self._call("lookup", lambda b=batch: self.client.get_tweets(ids=b))
+            data, errors = response.get("data"), response.get("errors")
+            if not isinstance(data, list) and not isinstance(errors, list):
+                raise CollectorError("X lookup returned neither data nor errors")
+            found = {t.get("id") for t in data or [] if isinstance(t, dict)}
+            self._reads += len(data or [])
+            kept = {
+                e.get("resource_id")
+                for e in errors or []
+                if isinstance(e, dict) and e.get("type") not in GONE
+            }
+            gone += [i for i in batch if i not in found and i not in kept]
+        self._attempts = 0
+        return gone
+
+    def close(self) -> None:
+        self.client.session.close()
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _searcher(self, what: str) -> Callable[..., dict[str, Any]]:
+        """`search_recent_tweets` with budget, retries and read counting, for tweepy's Paginator.
+
+        The Paginator reads the method's `__name__` to pick `next_token` over `pagination_token`.
+        """
+        method = self.client.search_recent_tweets
+
+        def search_recent_tweets(query: str, **params: Any) -> dict[str, Any]:
+            params["max_results"] = self._reserve(self.page_size, MIN_SEARCH_RESULTS)
+            response = self._call(what, lambda: _well_formed(method(query, **params)))
+            data = response.get("data")
+            self._reads += len(data) if isinstance(data, list) else 0
+            return response
+
+        return search_recent_tweets
+
+    def _call(self, what: str, request: Callable[[], Any]) -> dict[str, Any]:
+        def attempt() -> dict[str, Any]:
+            self._attempts += 1
+            try:
+                response = request()
+            except tweepy.TooManyRequests as exc:
+                wait = retry_after_seconds(exc.response.headers, now=self.clock().timestamp())
+                raise Transient("X rate limit reached (429)", retry_after=wait) from exc
+            except tweepy.TwitterServerError as exc:
+                raise Transient(f"X server error: {exc}") from exc
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise Transient(f"X unreachable: {exc}") from exc
+            except requests.JSONDecodeError as exc:
+                raise Transient("X answered with something that is not JSON") from exc
+            except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
+                raise CollectorError(f"X refused the bearer token of {self.key}: {exc}") from exc
+            except tweepy.HTTPException as exc:
+                raise CollectorError(f"X {what} request failed: {exc}") from exc
+            if not isinstance(response, dict):
+                raise Transient("X answered with JSON that is not an object")
+            return response
+
+        return self.retry.call(attempt, what=f"X {what}")
+
+    def _reserve(self, wanted: int, minimum: int) -> int:
+        """How many tweets the next request may return without exceeding the monthly budget."""
+        budget = self.source.monthly_read_budget
+        if budget is None:
+            return wanted
+        used = self._used()
+        if budget - used < minimum:
+            raise CollectorError(
+                f"monthly read budget of {budget} reached: X stops until next month "
+                f"({used} tweets read this month)"
+            )
+        return min(wanted, budget - used)
+
+    def _used(self) -> int:
+        month = self.clock().strftime("%Y-%m")
+        if month != self._month:
+            self._month, self._baseline, self._reads = month, None, 0
+        stored = self._reads_used() if self._reads_used is not None else 0
+        if self._baseline is None:
+            self._baseline = stored
+        return max(stored, self._baseline + self._reads)
+
+    def _since(self, tweet_id: int | None) -> str | None:
+        if not tweet_id:
+            return None
+        when = snowflake_time(tweet_id)
+        if when is not None and when < self.clock() - SEARCH_WINDOW + timedelta(minutes=5):
+            log.warning(
+                "X: cursor %s is older than the 7-day search window; reading it all", tweet_id
+            )
+            return None
+        return str(tweet_id)
+
+    # --- normalization -----------------------------------------------------------------------
+
+    def _page(self, response: dict[str, Any], keep: Callable[[Post], bool]) -> Page:
+        data = response.get("data") or []
+        if not isinstance(data, list):
+            raise CollectorError(f"X returned malformed data ({type(data).__name__}, not a list)")
+        includes = response.get("includes")
+        includes = includes if isinstance(includes, dict) else {}
+        users = _index(includes.get("users"), "id")
+        media = _index(includes.get("media"), "media_key")
+        page = Page(requests=self._attempts, reads=len(data))
+        self._attempts = 0
+        for item in reversed(data):  # oldest first
+            try:
+                post = self._post(item, users, media)
+            except _Malformed as exc:
+                log.warning("X: skipped malformed tweet: %s", exc)
+                page.skipped += 1
+                continue
+            if keep(post):
+                page.posts.append(post)
+        return page
+
+    def _post(self, item: Any, users: dict[str, dict], media: dict[str, dict]) -> Post:
+        if not isinstance(item, dict):
+            raise _Malformed(f"not an object: {item!r:.80}")
+        tid = _text_id(item.get("id"), "id")
+        text = item.get("text")
+        if not isinstance(text, str):
+            raise _Malformed(f"tweet {tid}: text is {type(text).__name__}")
+        try:
+            created = parse_time(item.get("created_at"))
+        except ValueError as exc:
+            raise _Malformed(f"tweet {tid}: bad created_at {item.get('created_at')!r}") from exc
+        author_id = _text_id(item.get("author_id"), f"tweet {tid}: author_id")
+        history = item.get("edit_history_tweet_ids") or [tid]
+        if not isinstance(history, list) or not history:
+            raise _Malformed(f"tweet {tid}: bad edit_history_tweet_ids")
+        key = _text_id(history[0], f"tweet {tid}: edit_history_tweet_ids")
+        edited_at = created if key != tid else None
+        if edited_at is not None:
+            created = snowflake_time(int(key)) or created
+        user = users.get(author_id, {})
+        username = user.get("username") if isinstance(user.get("username"), str) else ""
+        entities = item.get("entities")
+        tags = entities.get("hashtags") if isinstance(entities, dict) else None
+        structured = [
+            t["tag"] for t in tags or [] if isinstance(t, dict) and isinstance(t.get("tag"), str)
+        ]
+        attachments = item.get("attachments")
+        keys = attachments.get("media_keys") if isinstance(attachments, dict) else None
+        refs = item.get("referenced_tweets")
+        reply_to = next(
+            (
+                str(r["id"])
+                for r in refs or []
+                if isinstance(r, dict) and r.get("type") == "replied_to" and r.get("id")
+            ),
+            None,
+        )
+        conversation = item.get("conversation_id")
+        root = (
+            conversation
+            if isinstance(conversation, str) and conversation not in (tid, key)
+            else None
+        )
+        lang = item.get("lang")
+        url = f"https://x.com/{username or 'i/web'}/status/{tid}"
+        return Post(
+            network="x",
+            id=tid,
+            key=key,
+            url=url,
+            author=Author(id=author_id, handle=username, name=str(user.get("name") or "")),
+            text=text,
+            lang=lang if isinstance(lang, str) and lang != "und" else None,
+            created_at=created,
+            edited_at=edited_at,
+            hashtags=structured or tags_in_text(text),
+            media=[m for k in keys or [] if (m := _media(media.get(k))) is not None],
+            reply_to=reply_to,
+            thread_root=root,
+            raw=item,
+        )
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _with_timeout(session: requests.Session, seconds: float) -> requests.Session:
+    """tweepy's Client takes no timeout: give every request of its session one."""
+    send = session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", seconds)
+        return send(method, url, **kwargs)
+
+    session.request = request  # type: ignore[method-assign]
+    return session
+
+
+def snowflake_time(tweet_id: int) -> datetime | None:
+    """When a tweet id (a snowflake) was made; None for ids from before snowflakes."""
+    ms = (tweet_id >> 22) + TWITTER_EPOCH_MS
+    return datetime.fromtimestamp(ms / 1000, UTC) if tweet_id >= 1 << 32 else None
+
+
+def _as_id(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        log.warning("X: ignoring a cursor that is not a tweet id: %r", value)
+        return None
+    return int(value)
+
+
+def _text_id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.isdigit():
+        raise _Malformed(f"{what} is {value!r:.40}, not a numeric string")
+    return value
+
+
+def _well_formed(response: Any) -> Any:
+    """A search answer whose `meta` or `data` is broken could hide pages: retry it instead."""
+    if isinstance(response, dict) and not (
+        isinstance(response.get("meta"), dict) and isinstance(response.get("data", []), list)
+    ):
+        raise Transient("X returned a malformed search response (data or meta)")
+    return response
+
+
+def _newest(response: dict[str, Any]) -> int:
+    meta = response.get("meta")
+    newest = meta.get("newest_id") if isinstance(meta, dict) else None
+    ids = [t.get("id") for t in response.get("data") or [] if isinstance(t, dict)]
+    return max((int(i) for i in [newest, *ids] if isinstance(i, str) and i.isdigit()), default=0)
+
+
+def _index(items: Any, field: str) -> dict[str, dict]:
+    if not isinstance(items, list):
+        return {}
+    return {i[field]: i for i in items if isinstance(i, dict) and isinstance(i.get(field), str)}
+
+
+def _media(item: dict | None) -> Media | None:
+    if item is None:
+        return None
+    url = item.get("url") or item.get("preview_image_url")
+    if not isinstance(url, str) or not url:
+        return None
+    alt = item.get("alt_text")
+    return Media(url=url, alt=alt if isinstance(alt, str) else "")
+
+
+def _is_reply(post: Post, roots: list[str]) -> bool:
+    return post.reply_to is not None and post.key not in roots
+
+
+def _batches(roots: list[str]) -> Iterator[list[str]]:
+    """Conversation ids grouped so that each OR-ed query stays under X's length limit."""
+    batch: list[str] = []
+    length = 0
+    for root in roots:
+        term = len(f"conversation_id:{root}") + 4
+        if batch and length + term > QUERY_LIMIT:
+            yield batch
+            batch, length = [], 0
+        batch.append(root)
+        length += term
+    if batch:
+        yield batch
