@@ -14,7 +14,7 @@ from bot.errors import CollectorError
 from bot.storage import cursors
 from bot.storage.db import Database
 from bot.storage.models import PostRow
-from bot.storage.posts import mark_deleted, now_utc, row_to_post, store_posts
+from bot.storage.posts import mark_deleted_many, now_utc, row_to_post, store_posts
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,13 @@ class SourceRun:
 
 
 def save_page(
-    db: Database, source: str, page: Page, run: SourceRun, *, move_cursor: bool = True
+    db: Database,
+    source: str,
+    page: Page,
+    run: SourceRun,
+    *,
+    move_cursor: bool = True,
+    network: str | None = None,
 ) -> None:
     """Store a page's posts and deletions, then its cursor, in one transaction.
 
@@ -42,16 +48,24 @@ def save_page(
     transaction is retried once and finds the post already there.
     """
     try:
-        _save_page(db, source, page, run, move_cursor)
+        _save_page(db, source, page, run, move_cursor, network)
     except IntegrityError:
         log.info("page of %s raced with another process; retrying", source)
-        _save_page(db, source, page, run, move_cursor)
+        _save_page(db, source, page, run, move_cursor, network)
 
 
-def _save_page(db: Database, source: str, page: Page, run: SourceRun, move_cursor: bool) -> None:
+def _save_page(
+    db: Database, source: str, page: Page, run: SourceRun, move_cursor: bool, network: str | None
+) -> None:
     with db.session() as session:
         result = store_posts(session, page.posts, source=source)
-        deleted = sum(1 for native in page.deleted if _delete_any(session, native, page))
+        # A replay file mixes networks: its deletions are looked up on each of them.
+        networks = [network] if network else ["mastodon", "bluesky", "x"]
+        deleted = (
+            sum(mark_deleted_many(session, net, page.deleted) for net in networks)
+            if page.deleted
+            else 0
+        )
         if move_cursor and page.cursor is not None:
             cursors.set_cursor(session, source, page.cursor)
         reads = page.reads if page.reads is not None else len(page.posts)
@@ -64,17 +78,8 @@ def _save_page(db: Database, source: str, page: Page, run: SourceRun, move_curso
     run.requests += page.requests
 
 
-def _delete_any(session, native: str, page: Page) -> bool:
-    networks = {p.network for p in page.posts} or {None}
-    done = False
-    for network in networks:
-        if network is None:
-            rows = session.scalars(select(PostRow.network).where(PostRow.native_id == native)).all()
-            for net in set(rows):
-                done |= mark_deleted(session, net, native)
-        else:
-            done |= mark_deleted(session, network, native)
-    return done
+def _network(collector: Collector) -> str | None:
+    return None if collector.network in ("", "replay") else collector.network
 
 
 def recent_cases(db: Database, source: str, now: datetime) -> list:
@@ -101,16 +106,29 @@ def run_source(
         with db.session() as session:
             cursor = cursors.get_cursor(session, collector.key)
         for page in collector.pages(cursor):
-            save_page(db, collector.key, page, run)
+            save_page(db, collector.key, page, run, network=_network(collector))
         if follow:
             cases = recent_cases(db, collector.key, now)
             if cases:
                 for page in collector.replies(cases):
-                    save_page(db, collector.key, page, run, move_cursor=False)
+                    save_page(
+                        db,
+                        collector.key,
+                        page,
+                        run,
+                        move_cursor=False,
+                        network=_network(collector),
+                    )
                 gone = collector.recheck(cases)
                 if gone:
+                    gone_page = Page(deleted=gone, requests=0)
                     save_page(
-                        db, collector.key, Page(deleted=gone, requests=0), run, move_cursor=False
+                        db,
+                        collector.key,
+                        gone_page,
+                        run,
+                        move_cursor=False,
+                        network=_network(collector),
                     )
     except CollectorError as exc:
         run.error = str(exc)

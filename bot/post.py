@@ -69,7 +69,9 @@ class Post:
             author = d["author"]
             if not isinstance(author, dict):
                 raise ValueError("author must be an object")
-            media = [Media(url=str(m["url"]), alt=str(m.get("alt") or "")) for m in d.get("media") or []]
+            media = [
+                Media(url=str(m["url"]), alt=str(m.get("alt") or "")) for m in d.get("media") or []
+            ]
             return cls(
                 network=str(d["network"]),
                 id=str(d["id"]),

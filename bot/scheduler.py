@@ -20,7 +20,8 @@ from .pipeline import Pipeline
 from .storage.db import Database
 
 log = logging.getLogger(__name__)
-DELIVERY_EVERY_S = 60
+DELIVERY_EVERY_S = 15  # streamed posts are classified, routed and alerted within this
+STREAM_RESTART_S = 30
 CONFIG_CHECK_EVERY_S = 30
 
 
@@ -35,6 +36,8 @@ class BotRunner:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
         )
         self._config_mtime = self._mtime()
+        self._stop_streams = threading.Event()
+        self._streams: list[threading.Thread] = []
 
     def _mtime(self) -> float:
         try:
@@ -55,6 +58,7 @@ class BotRunner:
                 next_run_time=datetime.now(UTC),
             )
         self.scheduler.add_job(self.deliver, "interval", seconds=DELIVERY_EVERY_S, id="deliver")
+        self.start_streams()
         self.scheduler.add_job(
             self.reload_config, "interval", seconds=CONFIG_CHECK_EVERY_S, id="config"
         )
@@ -72,9 +76,55 @@ class BotRunner:
             except Exception:  # noqa: BLE001 - the scheduler must keep running
                 log.exception("cycle for %s failed", collector.key)
 
+    def start_streams(self) -> None:
+        """One thread per streaming source (Bluesky firehose), restarted after failures."""
+        self.stop_streams()
+        self._stop_streams = threading.Event()
+        for collector in self.pipeline.collectors:
+            if getattr(collector, "stream_url", None) and hasattr(collector, "stream"):
+                thread = threading.Thread(
+                    target=self._stream_forever,
+                    args=(collector, self._stop_streams),
+                    name=f"stream:{collector.key}",
+                    daemon=True,
+                )
+                thread.start()
+                self._streams.append(thread)
+
+    def stop_streams(self) -> None:
+        self._stop_streams.set()
+        for thread in self._streams:
+            thread.join(timeout=5)
+        self._streams = []
+
+    def _stream_forever(self, collector, stop: threading.Event) -> None:
+        from .collect import SourceRun, save_page
+        from .storage import cursors
+
+        while not stop.is_set():
+            run = SourceRun(source=collector.key)
+            try:
+                with self.db.session() as session:
+                    cursor = cursors.get_cursor(session, collector.key)
+                collector.stream(
+                    lambda page, run=run: save_page(
+                        self.db, collector.key, page, run, network=collector.network
+                    ),
+                    stop,
+                    cursor,
+                )
+            except Exception as exc:  # noqa: BLE001 - the stream restarts, the bot keeps running
+                log.exception(
+                    "stream of %s failed; restarting in %ss", collector.key, STREAM_RESTART_S
+                )
+                with self.db.session() as session:
+                    cursors.record_failure(session, collector.key, f"stream: {exc!r}")
+                stop.wait(STREAM_RESTART_S)
+
     def deliver(self) -> None:
         with self.lock:
             try:
+                self.pipeline.classify_pending()
                 self.pipeline.route()
                 result = self.pipeline.deliver()
                 if result.messages:
@@ -98,6 +148,7 @@ class BotRunner:
         if loaded.config.database.url != self.loaded.config.database.url:
             log.error("database.url changed: restart the bot to use the new database")
         with self.lock:
+            self.stop_streams()
             self.pipeline.close()
             self.loaded = loaded
             self.pipeline = Pipeline(loaded, self.db)
@@ -113,4 +164,5 @@ class BotRunner:
         except (KeyboardInterrupt, SystemExit):
             pass
         finally:
+            self.stop_streams()
             self.pipeline.close()

@@ -133,6 +133,21 @@ def mark_deleted(
     return True
 
 
+def mark_deleted_many(
+    session: Session, network: str, native_ids: list[str], now: datetime | None = None
+) -> int:
+    """Mark posts deleted at their source (one lookup for the batch); returns how many were known."""
+    if not native_ids:
+        return 0
+    rows = _by_native(session, network, set(native_ids))
+    done = 0
+    for row in {r.id: r for r in rows.values()}.values():
+        if not row.deleted:
+            _mark_deleted(session, row, now or now_utc())
+            done += 1
+    return done
+
+
 def _mark_deleted(session: Session, row: PostRow, now: datetime) -> None:
     row.deleted = True
     row.deleted_at = now
