@@ -35,6 +35,8 @@ class Classification:
 class Classifier(Protocol):
     version: str
 
-    def classify(self, texts: list[str], langs: list[str | None] | None = None) -> list[Classification]:
+    def classify(
+        self, texts: list[str], langs: list[str | None] | None = None
+    ) -> list[Classification]:
         """Classify posts in order; `langs` fills nothing, it only helps when known."""
         ...

@@ -1,0 +1,299 @@
+"""Urgency cues: the phrases, red flags and vital signs that explain an urgency decision.
+
+Works on the raw post (French or English) and returns each cue with the exact words of the
+post, so the digest can show "il est au cabinet", "FC 110" or "pas urgent" to the clinician.
+A red flag preceded by a negation in the same clause ("pas de déficit", "no chest pain") is
+marked negated; phrases inside an explicit negation of urgency ("pas urgent") are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from classifiers.text import Prepared
+
+URGENT_KINDS = ("now", "deadline", "red_flag", "vital")
+_CLAUSE_BREAK = re.compile(r"[,.;:!?\n()]|\bmais\b|\bbut\b")
+_SEP = r"\s*(?:[:=~]|>|<|\ba\b|\bat\b|\bof\b|\bde\b|\bis\b|\best\b|\bvers\b|\baround\b)?\s*"
+_NUM = r"(\d{1,3}(?:[.,]\d+)?)"
+_RANGES = {
+    "heart_rate": (20, 260),
+    "systolic": (40, 300),
+    "spo2": (50, 100),
+    "temperature": (33, 43),
+    "resp_rate": (5, 70),
+    "gcs": (3, 15),
+    "glucose": (0.1, 60),
+    "potassium": (1, 10),
+    "sodium": (100, 190),
+    "hemoglobin": (2, 22),
+}
+# Temperatures and saturations written without a name ("39,5°", "39.6 et frissons", "88% en AA").
+# The patterns start with a digit so the regex engine can skip ahead quickly; the character
+# before a match is checked in Python (no digit, dot, comma or slash).
+_TEMP_RE = re.compile(
+    r"((?:3[5-9]|4[0-2])(?:[.,]\d)?)\s*(?:°|deg)|((?:3[89]|4[01])[.,]\d)(?![\d.,/%])"
+)
+_SAT_RE = re.compile(
+    r"(\d{2,3})\s*%\s*(?=(?:en |on |au |at |sous |a l'|under )?(?:aa|air|ra|repos|rest|room air|o2|oxygen|l/min))"
+)
+
+
+def _free_start(text: str, start: int) -> bool:
+    return start == 0 or text[start - 1] not in "0123456789.,/"
+
+
+class Cue:
+    """One cue: its kind (now | deadline | red_flag | vital | soon | routine | not_urgent) and
+    flags; its position and its words in the post (`start`, `text`) are only worked out when
+    asked for, which is rarely needed beyond the few cues shown in a digest."""
+
+    __slots__ = (
+        "kind",
+        "negated",
+        "abnormal",
+        "vital",
+        "_prep",
+        "_i",
+        "_j",
+        "_start",
+        "_end",
+        "_text",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        prep: Prepared,
+        *,
+        i: int = -1,
+        j: int = -1,
+        start: int = -1,
+        end: int = -1,
+        negated: bool = False,
+        abnormal: bool = False,
+        vital: str = "",
+    ):
+        self.kind = kind
+        self.negated = negated
+        self.abnormal = abnormal
+        self.vital = vital
+        self._prep = prep
+        self._i, self._j, self._start, self._end = i, j, start, end
+        self._text: str | None = None
+
+    @property
+    def start(self) -> int:
+        if self._start < 0:
+            self._start = self._prep.start(self._i)
+        return self._start
+
+    @property
+    def text(self) -> str:
+        """The words as written in the post (accents, case and ligatures kept)."""
+        if self._text is None:
+            end = self._end if self._end >= 0 else self._prep.end(self._j - 1)
+            self._text = self._prep.original(self.start, end).strip()
+        return self._text
+
+    def __repr__(self) -> str:
+        flags = "".join((" negated" if self.negated else "", " abnormal" if self.abnormal else ""))
+        return f"Cue({self.kind} {self.text!r}{flags})"
+
+
+_VALUE_RE = re.compile(
+    rf"[+°]?{_SEP}(?:a\s+)?{_NUM}(?:\s*/\s*(\d{{2,3}}))?(\s*(?:g/l|mmol|mg/dl|s\b))?"
+)
+
+
+class CueExtractor:
+    """Turns the matches of the `C:`/`V:` labels (see lexicons) into cues with their words."""
+
+    def __init__(self, raw: dict[str, Any]):
+        self.thresholds: dict[str, dict[str, float]] = raw.get("thresholds") or {}
+
+    def extract(self, prep: Prepared, matches: list[tuple[str, int, int]]) -> list[Cue]:
+        """Cues of a prepared post (not sorted; `CueSummary.shown` orders what it shows).
+
+        `matches` are the (label, first token, end token) found in `prep.tokens`.
+        """
+        phrases = [
+            (label[2:], i, j) for label, i, j in matches if label[0] == "C" and label != "C:neg"
+        ]
+        cues: list[Cue] = []
+        if phrases:
+            negations = [(i, j) for label, i, j in matches if label == "C:neg"]
+            blocked = [(i, j) for kind, i, j in phrases if kind == "not_urgent"]
+            for kind, i, j in _drop_nested(phrases, blocked):
+                negated = bool(negations) and kind == "red_flag" and _negated(prep, negations, i)
+                cues.append(Cue(kind, prep, i=i, j=j, negated=negated))
+        vitals = [(label[2:], i, j) for label, i, j in matches if label[0] == "V"]
+        if (
+            vitals
+            or "%" in prep.folded
+            or "°" in prep.folded
+            or "," in prep.folded
+            or "." in prep.folded
+        ):
+            cues.extend(self._vitals(prep, vitals))
+        return cues
+
+    def _vitals(self, prep: Prepared, names: list[tuple[str, int, int]]) -> list[Cue]:
+        out: list[Cue] = []
+        folded = prep.folded
+        taken: list[tuple[int, int]] = []
+        values: set[int] = set()
+        for vital, i, j in names:
+            m = _VALUE_RE.match(folded, prep.end(j - 1))
+            if m is None or m.start(1) in values:
+                continue
+            value = _number(m.group(1))
+            unit = (m.group(3) or "").strip()
+            if not _plausible(vital, value):
+                continue
+            values.add(m.start(1))
+            start = prep.start(i)
+            end = m.end(2) if m.group(2) else m.end(1)
+            if unit == "s" and vital == "heart_rate":
+                end, unit = m.end(3), ""
+            abnormal = self._abnormal(vital, value, unit)
+            out.append(Cue("vital", prep, start=start, end=end, abnormal=abnormal, vital=vital))
+            taken.append((start, m.end()))
+        if "°" in folded or "deg" in folded or "," in folded or "." in folded:
+            for m in _TEMP_RE.finditer(folded):
+                if not _free_start(folded, m.start()) or any(a <= m.start() < b for a, b in taken):
+                    continue
+                value = _number(m.group(1) or m.group(2))
+                out.append(
+                    Cue(
+                        "vital",
+                        prep,
+                        start=m.start(),
+                        end=m.end(),
+                        abnormal=self._abnormal("temperature", value, ""),
+                        vital="temperature",
+                    )
+                )
+        if "%" in folded:
+            for m in _SAT_RE.finditer(folded):
+                if not _free_start(folded, m.start()) or any(a <= m.start() < b for a, b in taken):
+                    continue
+                value = _number(m.group(1))
+                if _plausible("spo2", value):
+                    out.append(
+                        Cue(
+                            "vital",
+                            prep,
+                            start=m.start(),
+                            end=m.end(),
+                            abnormal=self._abnormal("spo2", value, ""),
+                            vital="spo2",
+                        )
+                    )
+        return out
+
+    def _abnormal(self, vital: str, value: float, unit: str) -> bool:
+        limits = self.thresholds.get(vital) or {}
+        if vital == "glucose":
+            mmol = "mmol" in unit or (not unit and 2.0 <= value <= 40)
+            if "mg/dl" in unit or value > 40:
+                return value < 54 or value > 400
+            if mmol:
+                return value < limits.get("low_mmol", 3.0) or value > limits.get("high_mmol", 25)
+        low, high = limits.get("low"), limits.get("high")
+        return (low is not None and value < low) or (high is not None and value > high)
+
+
+def _negated(prep: Prepared, negations: list[tuple[int, int]], i: int) -> bool:
+    """A negation ends at most 3 words before word i, with no clause break in between."""
+    for _, b in negations:
+        if (
+            b <= i
+            and i - b <= 3
+            and not _CLAUSE_BREAK.search(prep.folded, prep.end(b - 1), prep.start(i))
+        ):
+            return True
+    return False
+
+
+def _number(raw: str) -> float:
+    try:
+        return float(raw.replace(",", "."))
+    except ValueError:
+        return -1.0
+
+
+def _plausible(vital: str, value: float) -> bool:
+    low, high = _RANGES.get(vital, (0, 1e9))
+    return low <= value <= high
+
+
+def _drop_nested(
+    matches: list[tuple[str, int, int]], blocked: list[tuple[int, int]]
+) -> list[tuple[str, int, int]]:
+    """Drop matches inside an explicit non-urgency phrase, and same-kind matches nested in a
+    longer one (keep "il est au cabinet", not also "est au cabinet")."""
+    by_kind: dict[str, list[tuple[int, int]]] = {}
+    for kind, i, j in matches:
+        by_kind.setdefault(kind, []).append((i, j))
+    out: list[tuple[str, int, int]] = []
+    seen: set[tuple[str, int, int]] = set()
+    for kind, i, j in matches:
+        if (kind, i, j) in seen:
+            continue
+        if blocked and kind != "not_urgent" and any(a <= i and j <= b for a, b in blocked):
+            continue
+        spans = by_kind[kind]
+        if len(spans) > 1 and any(a <= i and j <= b and (a, b) != (i, j) for a, b in spans):
+            continue
+        seen.add((kind, i, j))
+        out.append((kind, i, j))
+    return out
+
+
+@dataclass
+class CueSummary:
+    """Counts used as model features, and the cues worth showing for a given urgency."""
+
+    cues: list[Cue]
+
+    def counts(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for cue in self.cues:
+            if cue.kind == "vital":
+                key = "U:vital_abn" if cue.abnormal else "U:vital"
+                out[key] = out.get(key, 0.0) + 1.0
+                out[f"U:v:{cue.vital}"] = 1.0
+            elif cue.negated:
+                out["U:red_neg"] = out.get("U:red_neg", 0.0) + 1.0
+            else:
+                key = f"U:{cue.kind}"
+                out[key] = out.get(key, 0.0) + 1.0
+        now, red = out.get("U:now", 0.0), out.get("U:red_flag", 0.0) + out.get("U:vital_abn", 0.0)
+        if now and red:
+            out["U:now&red"] = 1.0
+        if out.get("U:deadline") and red:
+            out["U:deadline&red"] = 1.0
+        if out.get("U:not_urgent") and not (now and red):
+            out["U:calm"] = 1.0
+        return out
+
+    def shown(self, urgency: str | None, limit: int = 5) -> list[str]:
+        if urgency is None:
+            return []
+        if urgency == "urgent":
+            kinds: tuple[str, ...] = URGENT_KINDS
+        elif urgency == "soon":
+            kinds = ("soon", "vital", "deadline")
+        else:
+            kinds = ("not_urgent", "routine")
+        out: list[str] = []
+        chosen = [c for c in self.cues if c.kind in kinds and not c.negated]
+        for cue in sorted(chosen, key=lambda c: c.start):
+            if cue.text not in out:
+                out.append(cue.text)
+            if len(out) >= limit:
+                break
+        return out

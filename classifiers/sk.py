@@ -1,0 +1,111 @@
+"""scikit-learn side of training (imported only by `train`): the pipelines and their export.
+
+Each head is a Pipeline([("features", PostVectorizer), ("model", CalibratedClassifierCV)]).
+The vectorizer is fitted once on the training posts and frozen, so the three heads share one
+vocabulary and their weights stack into a single matrix in the artifact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from classifiers.features import DocFeatures, Featurizer, fit_vocabulary, tfidf_rows
+from classifiers.model import Head
+
+
+class PostVectorizer(TransformerMixin, BaseEstimator):
+    """Text normalisation + lexicon/cue features + TF-IDF (word, bigram, stem) as one step."""
+
+    def __init__(
+        self,
+        lexicons: dict[str, Any] | None = None,
+        min_df: int = 2,
+        know_weight: float = 0.5,
+        stems: bool = False,
+        bigrams: bool = False,
+    ):
+        self.lexicons = lexicons
+        self.min_df = min_df
+        self.know_weight = know_weight
+        self.stems = stems
+        self.bigrams = bigrams
+
+    def _featurizer(self) -> Featurizer:
+        if getattr(self, "featurizer_", None) is None:
+            self.featurizer_ = Featurizer(
+                self.lexicons or {}, stems=self.stems, bigrams=self.bigrams
+            )
+            self.cache_: dict[str, DocFeatures] = {}
+        return self.featurizer_
+
+    def analyze(self, texts: list[str]) -> list[DocFeatures]:
+        fz = self._featurizer()
+        out = []
+        for text in texts:
+            doc = self.cache_.get(text)
+            if doc is None:
+                doc = fz.analyze(text)
+                self.cache_[text] = doc
+            out.append(doc)
+        return out
+
+    def fit(self, texts: list[str], y: Any = None) -> PostVectorizer:
+        self.featurizer_ = None
+        docs = self.analyze(list(texts))
+        self.vocabulary_, self.idf_, self.n_text_ = fit_vocabulary(docs, self.min_df)
+        self.feature_names_ = sorted(self.vocabulary_, key=self.vocabulary_.__getitem__)
+        return self
+
+    def transform(self, texts: list[str]) -> sp.csr_matrix:
+        docs = self.analyze(list(texts))
+        indptr, indices, data = tfidf_rows(
+            docs, self.vocabulary_, self.idf_, self.n_text_, self.know_weight
+        )
+        return sp.csr_matrix((data, indices, indptr), shape=(len(docs), len(self.vocabulary_)))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.feature_names_, dtype=object)
+
+
+def make_model(kind: str, c: float, method: str, cv: int) -> CalibratedClassifierCV:
+    if kind == "svc":
+        base: Any = LinearSVC(C=c, random_state=0, max_iter=20000)
+    else:
+        base = LogisticRegression(C=c, max_iter=5000)
+    return CalibratedClassifierCV(base, method=method, cv=StratifiedKFold(cv), ensemble=False)
+
+
+def make_pipeline(
+    vectorizer: PostVectorizer, kind: str, c: float, method: str, cv: int
+) -> Pipeline:
+    return Pipeline(
+        [("features", FrozenEstimator(vectorizer)), ("model", make_model(kind, c, method, cv))]
+    )
+
+
+def export_head(pipeline: Pipeline, name: str, start: int) -> tuple[Head, np.ndarray, np.ndarray]:
+    """(Head, weights (F, k), bias (k,)) from a fitted head pipeline."""
+    cal: CalibratedClassifierCV = pipeline.named_steps["model"]
+    inner = cal.calibrated_classifiers_[0]
+    est = inner.estimator
+    coef = np.atleast_2d(est.coef_).astype(np.float64)
+    bias = np.atleast_1d(est.intercept_).astype(np.float64)
+    classes = [str(c) for c in cal.classes_]
+    k = coef.shape[0]
+    head = Head(name=name, classes=classes, start=start, stop=start + k, method=cal.method)
+    if cal.method == "temperature":
+        head.beta = float(inner.calibrators[0].beta_)
+    else:
+        head.a = [float(c.a_) for c in inner.calibrators]
+        head.b = [float(c.b_) for c in inner.calibrators]
+    return head, coef.T, bias
