@@ -22,7 +22,11 @@ decides (Retry-After or X-RateLimit-Reset honoured, measured against the server'
 
 Threads: `replies` fetches, for at most `max_cases` recent cases, the status itself (to
 apply edits and see deletions) and its context (descendants become Posts replying to the
-case). `recheck` reports the cases that answered 404, checking those not seen yet.
+case). `recheck` reports the cases that answered 404 (by key, the canonical uri), checking
+those not seen yet.
+
+Streaming (optional, `stream: true`): `stream()` listens to `stream_hashtag` and catches up
+by polling after every (re)connection; see mastodon_stream.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -47,6 +52,7 @@ from mastodon import (
     MastodonUnauthorizedError,
 )
 
+from bot.config_models import SourceConfig
 from bot.errors import CollectorError
 from bot.post import Post
 
@@ -85,7 +91,7 @@ class MastodonCollector(Collector):
 
     def __init__(
         self,
-        source: Any,
+        source: SourceConfig,
         hashtags: list[str],
         *,
         page_size: int = PAGE_SIZE,
@@ -107,8 +113,11 @@ class MastodonCollector(Collector):
         self.requests = 0  # HTTP requests sent, for Page.requests and benchmarks
         self._counted = 0
         self._sent: deque[datetime] = deque()
+        self._lock = threading.Lock()  # stream connections send from their own threads
         self._headers: Any = {}
         self._server_wait = 0.0
+        # The scheduler streams sources that have a stream_url (config `stream: true`).
+        self.stream_url = f"{self.base_url}/api/v1/streaming/hashtag" if source.stream else None
         self._gone: set[str] = set()
         self._seen: set[str] = set()
         self.api = Mastodon(
@@ -126,6 +135,13 @@ class MastodonCollector(Collector):
     # --- rate limiting and request accounting --------------------------------------------
 
     def _before_request(self) -> None:
+        with self._lock:
+            self._wait_for_budget()
+            self._sent.append(self.clock())
+            self.requests += 1
+            self._headers = {}
+
+    def _wait_for_budget(self) -> None:
         if self._server_wait > 0:
             wait, self._server_wait = min(self._server_wait, self.rate_window), 0.0
             log.info("%s: server rate limit exhausted; waiting %.0fs", self.key, wait)
@@ -146,9 +162,6 @@ class MastodonCollector(Collector):
                 wait,
             )
             self.sleep(max(wait, 0.01))
-        self._sent.append(now)
-        self.requests += 1
-        self._headers = {}
 
     def _after_response(self, response: requests.Response) -> None:
         self._headers = response.headers
@@ -225,21 +238,24 @@ class MastodonCollector(Collector):
             return {}
         return {str(k): str(v) for k, v in data.items() if v}
 
-    def _timeline(self, tag: str, **params: Any) -> list[Any]:
-        def fetch() -> Any:
+    def _list(self, tag: str, fn: Callable[[], Any]) -> list[Any]:
+        """A page of the tag timeline, under the retry policy."""
+
+        def fetch() -> list[Any]:
             try:
-                return self.api.timeline_hashtag(tag, limit=self.page_size, **params)
+                batch = fn()
             except MastodonNotFoundError as exc:
                 raise CollectorError(f"#{tag} timeline not found on {self.base_url}") from exc
+            if not isinstance(batch, list):
+                raise Transient(f"#{tag} timeline: expected a list, got {type(batch).__name__}")
+            return batch
 
-        return self._checked_list(self._call(fetch, f"#{tag} timeline"), tag)
+        return self._call(fetch, f"#{tag} timeline")
 
-    def _checked_list(self, batch: Any, tag: str) -> list[Any]:
-        if not isinstance(batch, list):
-            raise CollectorError(
-                f"#{tag} timeline: expected a list of statuses, got {type(batch).__name__}"
-            )
-        return batch
+    def _timeline(self, tag: str, **params: Any) -> list[Any]:
+        return self._list(
+            tag, lambda: self.api.timeline_hashtag(tag, limit=self.page_size, **params)
+        )
 
     def _tag_pages(self, tag: str, state: dict[str, str]) -> Iterator[Page]:
         key = fold_tag(tag)
@@ -266,19 +282,17 @@ class MastodonCollector(Collector):
             batch = self._newer(tag, batch, state[key])
 
     def _older(self, tag: str, batch: list[Any]) -> list[Any]:
-        return self._checked_list(self._call(lambda: self.api.fetch_next(batch), f"#{tag}"), tag)
+        return self._list(tag, lambda: self.api.fetch_next(batch))
 
     def _newer(self, tag: str, batch: list[Any], cursor: str) -> list[Any]:
         if getattr(batch, "_pagination_prev", None):
-            return self._checked_list(
-                self._call(lambda: self.api.fetch_previous(batch), f"#{tag}"), tag
-            )
+            return self._list(tag, lambda: self.api.fetch_previous(batch))
         return self._timeline(tag, min_id=cursor)
 
     def _page(self, batch: list[Any], key: str, state: dict[str, str]) -> Page:
         page = Page()
         for item in reversed(batch):  # the API answers newest first
-            self._add(page, item, require_tag=True)
+            self.add_to_page(page, item, require_tag=True)
         newest = self._batch_cursor(batch)
         if newest is not None and (key not in state or id_order(newest) > id_order(state[key])):
             state[key] = newest
@@ -294,7 +308,7 @@ class MastodonCollector(Collector):
         ids = [i for i in (status_id(item) for item in batch) if i is not None]
         return max(ids, key=id_order) if ids else None
 
-    def _add(
+    def add_to_page(
         self, page: Page, item: Any, *, require_tag: bool, thread_root: str | None = None
     ) -> None:
         """Normalize `item` into `page` (once per key); a malformed status is logged and counted."""
@@ -340,22 +354,43 @@ class MastodonCollector(Collector):
             if status is None:
                 continue
             page = Page()
-            self._add(page, status, require_tag=False)  # the case itself: carries its edits
+            self.add_to_page(page, status, require_tag=False)  # the case itself: carries its edits
             context = self._fetch_or_gone(
                 case, lambda c=case: self.api.status_context(c.id), f"context {case.id}"
             )
             descendants = context.get("descendants") if isinstance(context, dict) else None
             for item in descendants if isinstance(descendants, list) else []:
-                self._add(page, item, require_tag=False, thread_root=case.id)
+                self.add_to_page(page, item, require_tag=False, thread_root=case.id)
             page.requests = self._take_requests()
             yield page
+
+    def stream(
+        self,
+        on_page: Callable[[Page], None],
+        stop: threading.Event,
+        cursor: str | None = None,
+        *,
+        heartbeat: float = 60.0,
+        reconnect_wait: float = 5.0,
+    ) -> str | None:
+        """Optional near-real-time mode (`stream: true`): hashtag streams plus catch-up polling.
+
+        Runs until `stop` is set (see mastodon_stream); returns the last polled cursor.
+        """
+        from .mastodon_stream import stream_source
+
+        return stream_source(
+            self, cursor, on_page, stop=stop, heartbeat=heartbeat, reconnect_wait=reconnect_wait
+        )
 
     def recheck(self, posts: list[Post]) -> list[str]:
         for case in self._followed(posts):
             if case.id not in self._seen:
                 self._seen.add(case.id)
                 self._fetch_or_gone(case, lambda c=case: self.api.status(c.id), f"status {case.id}")
-        gone = [p.id for p in posts if p.id in self._gone]
+        # Keys (canonical uris), which storage matches like native ids: the same numeric id on
+        # two instances is two statuses, and only this one must be marked deleted.
+        gone = [p.key or p.id for p in posts if p.id in self._gone]
         self._gone.clear()
         self._seen.clear()
         return gone
