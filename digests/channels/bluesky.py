@@ -22,6 +22,7 @@ class BlueskyChannel(Channel):
         self.config = config
         self._client = client
         self._chat: Any | None = None
+        self._logged_in = False
         self._dids: dict[str, str] = {}
 
     def _connect(self) -> tuple[Any, Any]:
@@ -29,8 +30,14 @@ class BlueskyChannel(Channel):
             from atproto import Client
 
             self._client = Client(base_url=self.config.url)
-        if getattr(self._client, "me", None) is None and self.config.handle:
-            self._client.login(self.config.handle, self.config.app_password)
+        # Log in once per channel (atproto refreshes the session itself). `me` is no sign of a
+        # session: it stays None when the profile is not fetched, and logging in on every send
+        # would run into createSession's rate limit.
+        if not self._logged_in and self.config.handle and self.config.app_password:
+            self._client.login(
+                self.config.handle, self.config.app_password, fetch_bsky_profile=False
+            )
+        self._logged_in = True
         if self._chat is None:
             self._chat = self._client.with_bsky_chat_proxy()
         return self._client, self._chat
@@ -44,7 +51,8 @@ class BlueskyChannel(Channel):
         return self._dids[handle]
 
     def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:
-        from atproto_client.exceptions import NetworkError, RequestException
+        import httpx
+        from atproto_client.exceptions import RequestErrorBase
 
         if not subscriber.bluesky:
             return SendResult.failure("subscriber has no Bluesky handle", retryable=False)
@@ -56,12 +64,27 @@ class BlueskyChannel(Channel):
             sent = chat.chat.bsky.convo.send_message(
                 {"convo_id": convo.id, "message": {"text": text}}
             )
-        except NetworkError as exc:
-            return SendResult.failure(f"Bluesky unreachable: {exc}")
-        except RequestException as exc:
+        except httpx.HTTPError as exc:  # transport errors atproto does not wrap
+            return SendResult.failure(f"Bluesky unreachable: {_describe(exc)}")
+        except RequestErrorBase as exc:
+            # atproto raises BadRequestError (400) and UnauthorizedError (401, 403) outside
+            # RequestException, and NetworkError for transport errors and 409/413/502.
             code = getattr(getattr(exc, "response", None), "status_code", None)
-            retryable = code is None or code >= 500 or code == 429
+            if code is None:
+                return SendResult.failure(f"Bluesky unreachable: {_describe(exc)}")
+            retryable = code >= 500 or code in (408, 409, 429)
+            verb = "unavailable" if retryable else "refused the DM"
             return SendResult.failure(
-                f"Bluesky refused the DM ({code}): {exc}", retryable=retryable
+                f"Bluesky {verb} ({code}): {_describe(exc)}", retryable=retryable
             )
         return SendResult.success(getattr(sent, "id", None))
+
+
+def _describe(exc: BaseException) -> str:
+    """The error and its cause: atproto's transport errors carry no message of their own."""
+    text = str(exc).strip()
+    cause = exc.__cause__ or (None if text else exc.__context__)
+    text = text or type(exc).__name__
+    if cause is not None and cause is not exc:
+        text = f"{text} ({type(cause).__name__}: {cause})"
+    return text

@@ -53,9 +53,8 @@ class MastodonChannel(Channel):
         except MastodonAPIError as exc:
             code = _status_code(exc)
             retryable = code is None or code >= 500 or code == 429
-            return SendResult.failure(
-                f"Mastodon refused the DM ({code}): {exc}", retryable=retryable
-            )
+            verb = "unavailable" if retryable else "refused the DM"
+            return SendResult.failure(f"Mastodon {verb} ({code}): {exc}", retryable=retryable)
         return SendResult.success(str(_get(status, "url") or _get(status, "id")))
 
 

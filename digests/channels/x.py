@@ -11,12 +11,16 @@ from digests.render import Digest, render_dm
 from .base import Channel, SendResult
 
 
+class UnknownUser(LookupError):
+    """No X account has this username."""
+
+
 class XChannel(Channel):
     name = "x"
     max_length = 10_000  # X DM limit (characters)
     resend_after_crash = False  # a DM is sent at most once
 
-    def __init__(self, config: XChannelConfig, *, client: Any | None = None):
+    def __init__(self, config: XChannelConfig, *, client: Any | None = None, timeout: float = 30.0):
         keys = (
             config.consumer_key,
             config.consumer_secret,
@@ -28,7 +32,9 @@ class XChannel(Channel):
                 "the X channel needs consumer_key, consumer_secret, access_token and access_token_secret"
             )
         self.config = config
+        self.timeout = timeout
         self._client = client
+        self._timed = False
         self._ids: dict[str, str] = {}
 
     @property
@@ -44,6 +50,10 @@ class XChannel(Channel):
                 access_token_secret=c.access_token_secret,
                 wait_on_rate_limit=False,
             )
+        if not self._timed:
+            # tweepy passes no timeout to requests: a stalled X API would block delivery forever.
+            _with_timeout(self._client.session, self.timeout)
+            self._timed = True
         return self._client
 
     def _user_id(self, username: str) -> str:
@@ -53,7 +63,7 @@ class XChannel(Channel):
         if username not in self._ids:
             response = self.client.get_user(username=username, user_auth=True)
             if not response.data:
-                raise LookupError(f"no X user @{username}")
+                raise UnknownUser(f"no X user @{username}")
             self._ids[username] = str(response.data.id)
         return self._ids[username]
 
@@ -69,7 +79,7 @@ class XChannel(Channel):
             response = self.client.create_direct_message(
                 participant_id=user_id, text=text, user_auth=True
             )
-        except LookupError as exc:
+        except UnknownUser as exc:  # not LookupError: a KeyError is no unknown user
             return SendResult.failure(str(exc), retryable=False)
         except (
             tweepy.TooManyRequests,
@@ -83,3 +93,14 @@ class XChannel(Channel):
         return SendResult.success(
             str(data.get("dm_event_id", "")) if isinstance(data, dict) else None
         )
+
+
+def _with_timeout(session: Any, seconds: float) -> None:
+    """Give every request of a requests Session a default timeout."""
+    request = session.request
+
+    def with_timeout(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", seconds)
+        return request(method, url, **kwargs)
+
+    session.request = with_timeout

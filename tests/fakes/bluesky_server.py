@@ -5,6 +5,8 @@
 `app.bsky.feed.searchPosts` (newest `indexedAt` first, offset cursors, loose substring match
 so the collector's own hashtag filter is exercised), `getPostThread` and `getPosts`, with
 request counting and failure injection (`fail(nsid, status, headers=..., delay=...)`).
+It also serves `com.atproto.identity.resolveHandle` and the chat DMs (`chat.bsky.convo.*`,
+see `bluesky_chat.FakeChat`, reached as `api.chat`); `headers_log` keeps every request's headers.
 
 `FakeFirehose` is a `websockets` server on 127.0.0.1 (port 0) running its own asyncio loop in a
 thread, at `/xrpc/com.atproto.sync.subscribeRepos`. It replays the frames whose seq is above
@@ -31,6 +33,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from .bluesky_chat import FakeChat
 from .bluesky_data import error_frame
 
 SUBSCRIBE = "/xrpc/com.atproto.sync.subscribeRepos"
@@ -66,6 +69,8 @@ class FakeBluesky:
         self.failures: dict[str, list[Failure]] = {}
         self.requests: Counter[str] = Counter()
         self.log: list[tuple[str, dict[str, list[str]]]] = []
+        self.headers_log: list[tuple[str, dict[str, str]]] = []  # (nsid, request headers)
+        self.chat = FakeChat(self.did, self.handle)
         self._lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -129,9 +134,17 @@ class FakeBluesky:
         return {"thread": root}
 
     def _route(
-        self, method: str, path: str, q: dict[str, list[str]], body: bytes, auth: str
+        self,
+        method: str,
+        path: str,
+        q: dict[str, list[str]],
+        body: bytes,
+        auth: str,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict]:
         nsid = path.removeprefix("/xrpc/")
+        if nsid == "com.atproto.identity.resolveHandle" and method == "GET":
+            return self.chat.resolve_handle(q)
         if nsid == "com.atproto.server.createSession" and method == "POST":
             data = json.loads(body or b"{}")
             if (
@@ -151,6 +164,8 @@ class FakeBluesky:
             }
         if not auth.startswith("Bearer "):
             return 401, {"error": "AuthMissing", "message": "Authentication Required"}
+        if nsid.startswith("chat.bsky."):
+            return self.chat.route(method, nsid, q, body, headers or {})
         if nsid == "app.bsky.feed.searchPosts":
             return 200, self._search(q)
         if nsid == "app.bsky.feed.getPostThread":
@@ -183,6 +198,7 @@ class FakeBluesky:
                 with fake._lock:
                     fake.requests[nsid] += 1
                     fake.log.append((nsid, q))
+                    fake.headers_log.append((nsid, dict(self.headers)))
                     queue = fake.failures.get(nsid) or []
                     failure = queue.pop(0) if queue else None
                 headers: dict[str, str] = {}
@@ -195,7 +211,12 @@ class FakeBluesky:
                     headers = failure.headers
                 else:
                     status, payload = fake._route(
-                        method, parts.path, q, body, self.headers.get("Authorization", "")
+                        method,
+                        parts.path,
+                        q,
+                        body,
+                        self.headers.get("Authorization", ""),
+                        dict(self.headers),
                     )
                 data = json.dumps(payload).encode()
                 try:

@@ -33,7 +33,13 @@ class _Handler:
     received: list[Received] = field(default_factory=list)
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+        self.received.append(
+            Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.original_content or envelope.content,
+            )
+        )
         return "250 Message accepted for delivery"
 
 

@@ -10,6 +10,9 @@ Deliberately loose: a hashtag in the query matches the tag as a *substring* of t
 text (so `#DocTocTocs` comes back for `#DocTocToc`); the collector's exact filter is
 what the tests exercise. tweepy's host is fixed: `session()` returns a requests Session
 whose adapter rewrites `https://api.twitter.com` to this server.
+
+User lookup by username and direct messages (user context, OAuth 1.0a) are served by
+`x_dm.FakeXDirectMessages`, reached as `server.dm`; failures injected with `fail()` apply there too.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from .x_dm import FakeXDirectMessages
 
 TWITTER_EPOCH_MS = 1288834974657
 NOT_FOUND = "https://api.twitter.com/2/problems/resource-not-found"
@@ -89,6 +94,7 @@ class FakeXServer:
         self._last_id = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self.dm = FakeXDirectMessages(self.users, self.add_user)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -220,7 +226,7 @@ class FakeXServer:
     # --- HTTP ----------------------------------------------------------------------------
 
     def handle(
-        self, target: str, headers: dict[str, str]
+        self, target: str, headers: dict[str, str], method: str = "GET", body: bytes = b""
     ) -> tuple[int, dict[str, str], bytes, float]:
         url = urlsplit(target)
         params = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -238,6 +244,10 @@ class FakeXServer:
                 return 200, {"content-type": "application/json"}, body, 0.0
             else:
                 return (*self._error(failure), 0.0)
+        if self.dm.handles(url.path):
+            status, answer = self.dm.route(method, url.path, headers, body, self.token)
+            kind = "application/json" if status < 400 else "application/problem+json"
+            return status, {"content-type": kind}, json.dumps(answer).encode(), delay
         if headers.get("Authorization") != f"Bearer {self.token}":
             return (*_problem(401, "Unauthorized"), delay)
         with self._lock:
@@ -281,7 +291,8 @@ class FakeXServer:
                 )
             return status, headers, body
         status = int(failure.kind)
-        return _problem(status, "Internal Server Error" if status == 500 else "Service Unavailable")
+        titles = {403: "Forbidden", 500: "Internal Server Error", 502: "Bad Gateway"}
+        return _problem(status, titles.get(status, "Service Unavailable"))
 
     def _search(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         query = params.get("query", "")
@@ -397,7 +408,14 @@ class _Handler(BaseHTTPRequestHandler):
     fake: FakeXServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        status, headers, body, delay = self.fake.handle(self.path, dict(self.headers))
+        self._answer("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer("POST")
+
+    def _answer(self, method: str) -> None:
+        sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, headers, body, delay = self.fake.handle(self.path, dict(self.headers), method, sent)
         if delay:
             time.sleep(delay)
         try:
