@@ -48,14 +48,24 @@ class RenderOnly(Channel):
         self.bytes = 0
 
     def send(self, digest, subscriber) -> SendResult:
-        data = bytes(build_email(digest, sender="bot@doctoctoc.example", to=subscriber.email or "x@example.org"))
+        data = bytes(
+            build_email(
+                digest, sender="bot@doctoctoc.example", to=subscriber.email or "x@example.org"
+            )
+        )
         self.messages += 1
         self.bytes += len(data)
         return SendResult.success()
 
 
 def write_config(folder: Path, subscribers: int, rng: random.Random) -> Path:
-    lines = ["version: 1", "hashtags: [DocTocToc]", "channels:", "  outbox: {dir: outbox}", "subscribers:"]
+    lines = [
+        "version: 1",
+        "hashtags: [DocTocToc]",
+        "channels:",
+        "  outbox: {dir: outbox}",
+        "subscribers:",
+    ]
     for i in range(subscribers):
         specs = rng.sample(SPECIALTIES, rng.choice([1, 1, 2, 3]))
         lines.append(
@@ -70,17 +80,34 @@ def write_config(folder: Path, subscribers: int, rng: random.Random) -> Path:
 def seed_requests(db: Database, count: int, rng: random.Random, now: datetime) -> None:
     with db.session() as s:
         posts = [
-            Post(network="mastodon", id=str(i), url=f"https://m.example/@a/{i}", author=Author(str(i), f"@a{i}@m.example", f"A {i}"),
-                 text=f"Cas {i}: patient de 60 ans, question clinique détaillée sur un tableau atypique ? #DocTocToc",
-                 created_at=now, lang=rng.choice(["fr", "fr", "en"]))
+            Post(
+                network="mastodon",
+                id=str(i),
+                url=f"https://m.example/@a/{i}",
+                author=Author(str(i), f"@a{i}@m.example", f"A {i}"),
+                text=f"Cas {i}: patient de 60 ans, question clinique détaillée sur un tableau atypique ? #DocTocToc",
+                created_at=now,
+                lang=rng.choice(["fr", "fr", "en"]),
+            )
             for i in range(count)
         ]
         ids = store_posts(s, posts, now=now).new
         for pid in ids:
             spec = rng.choice(SPECIALTIES)
-            s.add(ClassificationRow(post_id=pid, model_version="bench", is_request=True, specialty=spec,
-                                    specialty_scores=[{"id": spec, "score": 0.8}], urgency=rng.choice(["routine", "soon", "urgent"]),
-                                    urgency_score=0.8, cues=["il est devant moi"], uncertain=False, created_at=now))
+            s.add(
+                ClassificationRow(
+                    post_id=pid,
+                    model_version="bench",
+                    is_request=True,
+                    specialty=spec,
+                    specialty_scores=[{"id": spec, "score": 0.8}],
+                    urgency=rng.choice(["routine", "soon", "urgent"]),
+                    urgency_score=0.8,
+                    cues=["il est devant moi"],
+                    uncertain=False,
+                    created_at=now,
+                )
+            )
 
 
 def bench_routing(subscribers: int, requests: int) -> None:
@@ -93,7 +120,14 @@ def bench_routing(subscribers: int, requests: int) -> None:
         db.upgrade()
         seed_requests(db, requests, rng, now)
         channel = RenderOnly()
-        pipeline = Pipeline(loaded, db, classifier=object(), collectors=[], channels={"outbox": channel}, clock=lambda: now)
+        pipeline = Pipeline(
+            loaded,
+            db,
+            classifier=object(),
+            collectors=[],
+            channels={"outbox": channel},
+            clock=lambda: now,
+        )
         tracemalloc.start()
         start = time.perf_counter()
         routed = pipeline.route()
@@ -103,9 +137,15 @@ def bench_routing(subscribers: int, requests: int) -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         print(f"routing + rendering: {requests} requests x {subscribers} subscribers")
-        print(f"  deliveries created: {routed.deliveries}, messages rendered: {channel.messages} ({channel.bytes / 1e6:.1f} MB of e-mail)")
-        print(f"  route: {routed_at - start:.2f} s, render+record: {end - routed_at:.2f} s, total: {end - start:.2f} s")
-        print(f"  peak Python memory during the cycle (tracemalloc): {peak / 2**20:.0f} MiB; process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        print(
+            f"  deliveries created: {routed.deliveries}, messages rendered: {channel.messages} ({channel.bytes / 1e6:.1f} MB of e-mail)"
+        )
+        print(
+            f"  route: {routed_at - start:.2f} s, render+record: {end - routed_at:.2f} s, total: {end - start:.2f} s"
+        )
+        print(
+            f"  peak Python memory during the cycle (tracemalloc): {peak / 2**20:.0f} MiB; process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+        )
         assert flushed.messages == channel.messages
         db.dispose()
 
@@ -144,10 +184,15 @@ subscribers:
             pipeline = Pipeline(loaded, db, classifier=load_classifier())
             pipeline.classifier.classify(["warm-up"])
             for i in range(runs):
-                post = {"network": "mastodon", "id": str(1000 + i), "url": f"https://m.example/@a/{i}",
-                        "author": {"id": "1", "handle": f"@dr{i}@m.example", "name": "Dr"},
-                        "text": f"Patient {i} devant moi, douleur thoracique constrictive depuis 30 min, sueurs, TA 85/50. Je fais quoi en attendant le SAMU ? #DocTocToc",
-                        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "lang": "fr"}
+                post = {
+                    "network": "mastodon",
+                    "id": str(1000 + i),
+                    "url": f"https://m.example/@a/{i}",
+                    "author": {"id": "1", "handle": f"@dr{i}@m.example", "name": "Dr"},
+                    "text": f"Patient {i} devant moi, douleur thoracique constrictive depuis 30 min, sueurs, TA 85/50. Je fais quoi en attendant le SAMU ? #DocTocToc",
+                    "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "lang": "fr",
+                }
                 with sample.open("a") as fh:
                     fh.write(json.dumps(post) + "\n")
                 before = len(received_at)
@@ -159,9 +204,13 @@ subscribers:
     finally:
         server.stop()
     if latencies:
-        print(f"urgent alert, collection start -> SMTP server received: median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms over {len(latencies)} runs")
+        print(
+            f"urgent alert, collection start -> SMTP server received: median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms over {len(latencies)} runs"
+        )
     else:
-        print("urgent alert latency: the classifier did not flag the test post as urgent (no alert sent)")
+        print(
+            "urgent alert latency: the classifier did not flag the test post as urgent (no alert sent)"
+        )
 
 
 def main() -> None:
