@@ -70,6 +70,19 @@ MAX_CASES = 20  # cases followed (status + context) per cycle
 CASE_WINDOW = timedelta(hours=48)
 
 
+class _Mastodon(Mastodon):
+    """Mastodon.py without its availability probe before every timeline call.
+
+    `timeline()` first asks `timeline_is_available`, which fetches `GET /api/v2/instance/`
+    (once per client, again after every failure) only to emit a warning. The collector reports
+    a refused or missing timeline itself from the timeline's own answer (401/403/404), so the
+    probe would be one wasted request per process and cycle.
+    """
+
+    def timeline_is_available(self, *args: Any, **kwargs: Any) -> bool:
+        return True
+
+
 class _Session(requests.Session):
     """A requests session that reports every HTTP request before and after it is sent."""
 
@@ -120,7 +133,7 @@ class MastodonCollector(Collector):
         self.stream_url = f"{self.base_url}/api/v1/streaming/hashtag" if source.stream else None
         self._gone: set[str] = set()
         self._seen: set[str] = set()
-        self.api = Mastodon(
+        self.api = _Mastodon(
             api_base_url=self.base_url,
             access_token=source.access_token,
             ratelimit_method="throw",

@@ -6,7 +6,7 @@ Mastodon API documentation (docs.joinmastodon.org/entities/Status):
 - `GET /api/v1/timelines/tag/:hashtag` newest first, honouring max_id / since_id / min_id /
   limit (default 20, at most 40) with `Link` headers (rel="next" max_id, rel="prev" min_id);
 - `GET /api/v1/statuses/:id` (404 once deleted) and `GET /api/v1/statuses/:id/context`;
-- `GET /api/v2/instance/` answers 404 (Mastodon.py then treats timelines as available);
+- `GET /api/v2/instance/` answers 404 (the collector does not ask for it; Mastodon.py would then treat timelines as available);
 - `GET /api/v1/streaming/hashtag?tag=` server-sent events (`update`, `status.update`,
   `delete`) with a `:thump` heartbeat; tests push events, stall or drop the streams.
 
