@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from bot.config_models import MastodonChannelConfig, SubscriberConfig
@@ -47,7 +48,14 @@ class MastodonChannel(Channel):
         mention = account if account.startswith("@") else f"@{account}"
         text = render_dm(digest, self.max_length, prefix=f"{mention} ")
         try:
-            status = self.api.status_post(text, visibility="direct", language=digest.language)
+            # Idempotency-Key: a retry of a send whose answer was lost (timeout) returns the
+            # status already created instead of posting it again (Mastodon keeps keys 1 hour).
+            status = self.api.status_post(
+                text,
+                visibility="direct",
+                language=digest.language,
+                idempotency_key=_idempotency_key(digest),
+            )
         except (MastodonRatelimitError, MastodonNetworkError) as exc:
             return SendResult.failure(f"Mastodon unavailable: {exc}")
         except MastodonAPIError as exc:
@@ -56,6 +64,12 @@ class MastodonChannel(Channel):
             verb = "unavailable" if retryable else "refused the DM"
             return SendResult.failure(f"Mastodon {verb} ({code}): {exc}", retryable=retryable)
         return SendResult.success(str(_get(status, "url") or _get(status, "id")))
+
+
+def _idempotency_key(digest: Digest) -> str | None:
+    if not digest.message_key:
+        return None
+    return "doctoctoc-" + hashlib.sha256(digest.message_key.encode()).hexdigest()[:32]
 
 
 def _get(obj: Any, key: str) -> Any:

@@ -259,6 +259,21 @@ def test_mastodon_dm_is_direct_and_mentions_the_recipient(mastodon, account):
     assert posted["headers"]["Authorization"] == "Bearer bot-token"
 
 
+def test_mastodon_dm_resent_after_a_lost_answer_is_posted_once(mastodon):
+    """A send retried after its answer was lost carries the same Idempotency-Key."""
+    channel = mastodon_channel(mastodon)
+    first = channel.send(digest([item(1)]), subscriber(mastodon="derm@other.example"))
+    again = channel.send(digest([item(1)]), subscriber(mastodon="derm@other.example"))
+    assert first.ok and again.ok and first.detail == again.detail
+    assert len({p["status"]["id"] for p in mastodon.posted}) == 1
+    keys = {p["headers"].get("Idempotency-Key") for p in mastodon.posted}
+    assert len(keys) == 1 and None not in keys
+    other = digest([item(2)])
+    other.message_key = "derm.dm.digest.2"
+    third = channel.send(other, subscriber(mastodon="derm@other.example"))
+    assert third.ok and third.detail != first.detail
+
+
 def test_bluesky_dm_reaches_the_recipients_convo(bluesky):
     derm = bluesky.chat.add_account(DERM_BLUESKY)
     other = bluesky.chat.add_account("other.example.test")
