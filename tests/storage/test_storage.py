@@ -108,6 +108,36 @@ def test_cross_network_duplicate_is_linked(any_db):
         assert second.duplicate_of_id == first.id
 
 
+def test_duplicate_collected_out_of_order_points_at_the_earlier_copy(any_db):
+    text = "Femme 70 ans, FA rapide sous bisoprolol, je majore ou j'ajoute digoxine ? #DocTocToc"
+    later = make_post(
+        "at://did:plc:a/app.bsky.feed.post/3k",
+        network="bluesky",
+        text=text,
+        author=Author(id="did:plc:a", handle="dra.bsky.social", name="Dr A"),
+        created_at=T0 + timedelta(hours=3),
+    )
+    other_case = make_post(
+        "at://did:plc:a/app.bsky.feed.post/3m",
+        network="bluesky",
+        text="Tout autre question: vaccin zona chez un patient sous méthotrexate ? #DocTocToc",
+        author=Author(id="did:plc:a", handle="dra.bsky.social", name="Dr A"),
+        created_at=T0 + timedelta(hours=3),
+    )
+    same_network = make_post("2", text=text, created_at=T0 + timedelta(minutes=5))
+    with any_db.session() as s:  # the Bluesky copies are collected first
+        store_posts(s, [later, other_case])
+    with any_db.session() as s:  # then the earlier Mastodon copy, and its repost there
+        store_posts(s, [make_post("1", text=text), same_network])
+    with any_db.session() as s:
+        rows = {r.native_id: r for r in s.scalars(select(PostRow))}
+        first = rows["1"]
+        assert first.duplicate_of_id is None
+        assert rows[later.id].duplicate_of_id == first.id
+        assert rows[other_case.id].duplicate_of_id is None
+        assert rows["2"].duplicate_of_id is None  # the same network is never a duplicate
+
+
 def test_deletion_erases_content(any_db):
     with any_db.session() as s:
         store_posts(s, [make_post("1")])
