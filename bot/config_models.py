@@ -46,6 +46,13 @@ def _check_hashtag(value: str) -> str:
     return tag
 
 
+def _check_http_url(value: str) -> str:
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ValueError(f"'{value}' is not an http(s):// URL")
+    return value.rstrip("/")
+
+
+DEFAULT_APPVIEW = "https://public.api.bsky.app"
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Specialty = Annotated[str, AfterValidator(_check_specialty)]
 Urgency = Literal["routine", "soon", "urgent"]
@@ -79,6 +86,8 @@ class SourceConfig(Strict):
     # Bluesky: firehose / Jetstream base URI for streaming, and search backfill.
     stream_url: str | None = None
     search: bool = True
+    # Bluesky: AppView for firehose authors' profiles when there are no credentials (null: off).
+    appview_url: Annotated[str, AfterValidator(_check_http_url)] | None = DEFAULT_APPVIEW
     # X: stop before spending more reads than this per calendar month.
     monthly_read_budget: int | None = Field(default=None, ge=0)
 

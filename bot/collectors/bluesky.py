@@ -11,6 +11,11 @@ How a source is collected (config: `url`, `handle`, `app_password`, `stream_url`
   newest first, paged until posts older than the last run); then, when `stream_url` is set
   and no `stream()` is running, the firehose is consumed from the saved seq until caught up
   (frames reach the cycle's start time, or none arrive for `idle_timeout` seconds).
+* Firehose commits name their author by DID only: each batch's authors get their handle and
+  display name from `app.bsky.actor.getProfiles` (bluesky_profiles: cached, batched by 25,
+  short timeout, paused after a failure, never holding a post back), called through the
+  logged-in client when the source has credentials, else through the public AppView at
+  `appview_url` (null turns these lookups off).
 * `replies(cases)`: `getPostThread` of the most recent cases (at most `max_thread_calls`).
   `recheck(cases)`: `getPosts` in batches of 25; uris not returned were deleted.
 
@@ -38,6 +43,7 @@ from bot.post import Post, iso, parse_time
 
 from .base import Collector, Page, Transient, matching_tags, retry_after_seconds
 from .bluesky_posts import parse_view, post_from_view
+from .bluesky_profiles import GET_PROFILES, ProfileResolver
 from .bluesky_stream import Decoded, FirehoseStream, batches
 
 log = logging.getLogger(__name__)
@@ -81,6 +87,7 @@ class BlueskyCollector(Collector):
     thread_depth = 6
     idle_timeout = 2.0  # firehose catch-up in pages(): end after this many quiet seconds
     max_catch_up = 300.0  # ... or after this many seconds
+    profile_timeout = 3.0  # per getProfiles call (they run between a batch and its storage)
 
     def __init__(self, source, hashtags, **kwargs: Any):
         super().__init__(source, hashtags, **kwargs)
@@ -104,7 +111,14 @@ class BlueskyCollector(Collector):
         self.streaming = False
         self.stream_options: dict[str, float] = {}
         self._client: Client | None = None
+        self._appview: Client | None = None
         self._lock = threading.Lock()
+        self._login_lock = threading.RLock()
+        self.appview_url = source.appview_url
+        lookups = self.has_credentials or bool(self.appview_url)
+        self.profiles = ProfileResolver(
+            self._fetch_profiles if lookups else None, clock=self.clock, name=f"bluesky {self.key}"
+        )
         self._committed = BlueskyCursor()
         self.timeout = source.timeout.total_seconds()
 
@@ -243,7 +257,7 @@ class BlueskyCollector(Collector):
     def _stream_page(self, batch: Decoded) -> Page:
         cursor = self._with(seq=batch.seq) if batch.seq is not None else None
         return Page(
-            posts=batch.posts,
+            posts=self.profiles.enrich(batch.posts, batch.identities),
             deleted=batch.deletions,
             cursor=cursor,
             requests=0,
@@ -310,22 +324,50 @@ class BlueskyCollector(Collector):
 
     # --- HTTP -------------------------------------------------------------------------------
 
-    def _login(self) -> Client:
-        if self._client is not None:
-            return self._client
-        if not self.has_credentials:
-            raise SourceDisabled(f"bluesky source {self.key}: handle and app_password are not set")
-        client = Client(base_url=self.url, request=Request(timeout=self.timeout))
+    def _login(self, retry: bool = True) -> Client:
+        with self._login_lock:
+            if self._client is not None:
+                return self._client
+            if not self.has_credentials:
+                raise SourceDisabled(
+                    f"bluesky source {self.key}: handle and app_password are not set"
+                )
+            client = Client(base_url=self.url, request=Request(timeout=self.timeout))
 
-        def login() -> None:
-            client.login(self.source.handle, self.source.app_password, fetch_bsky_profile=False)
+            def login() -> None:
+                client.login(self.source.handle, self.source.app_password, fetch_bsky_profile=False)
 
-        try:
-            self.retry.call(lambda: _guard(login, "login"), f"bluesky login at {self.url}")
-        except _NotFound as exc:
-            raise CollectorError(f"bluesky login at {self.url} failed: {exc}") from exc
-        self._client = client
-        return client
+            try:
+                if retry:
+                    self.retry.call(lambda: _guard(login, "login"), f"bluesky login at {self.url}")
+                else:
+                    _guard(login, "login")
+            except _NotFound as exc:
+                raise CollectorError(f"bluesky login at {self.url} failed: {exc}") from exc
+            self._client = client
+            return client
+
+    def _fetch_profiles(self, dids: list[str]) -> Any:
+        """One `getProfiles` call (no retries: the resolver pauses after a failure)."""
+        if self.has_credentials:
+            client = self._client
+            if client is None:  # stream-only source: log in once here, without retrying
+                if not self._login_lock.acquire(timeout=self.profile_timeout):
+                    raise Transient("login in progress on another thread")
+                try:
+                    client = self._login(retry=False)
+                finally:
+                    self._login_lock.release()
+        else:
+            if self._appview is None:
+                assert self.appview_url
+                self._appview = Client(
+                    base_url=self.appview_url, request=Request(timeout=self.profile_timeout)
+                )
+            client = self._appview
+        params = models.AppBskyActorGetProfiles.Params(actors=dids)
+        response = client.invoke_query(GET_PROFILES, params=params, timeout=self.profile_timeout)
+        return response.content
 
     def _query(self, client: Client | None, nsid: str, params: Any) -> dict[str, Any]:
         assert client is not None
@@ -342,6 +384,9 @@ class BlueskyCollector(Collector):
         if self._client is not None:
             self._client.request.close()
             self._client = None
+        if self._appview is not None:
+            self._appview.request.close()
+            self._appview = None
 
 
 class _NotFound(CollectorError):

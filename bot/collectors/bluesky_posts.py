@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 NETWORK = "bluesky"
 POST_COLLECTION = "app.bsky.feed.post"
 TAG_FEATURE = "app.bsky.richtext.facet#tag"
+INVALID_HANDLE = "handle.invalid"  # what the AppView shows when a handle does not verify
 CDN_FULLSIZE = "https://cdn.bsky.app/img/feed_fullsize/plain/{did}/{cid}@jpeg"
 
 _POST_PREFIX = POST_COLLECTION + "/"
@@ -80,7 +81,13 @@ def rkey_of(uri: str) -> str:
 
 
 def post_url(uri: str, handle: str | None, did: str) -> str:
-    who = handle if handle and handle != "handle.invalid" else did
+    """The bsky.app link of a post: by handle when given (PostViews), else by DID.
+
+    Firehose posts keep the DID form even once their author's handle is known (see
+    `bluesky_profiles.ProfileResolver.enrich`): a DID URL is permanent, a handle URL breaks
+    when the author changes handle; bsky.app accepts both.
+    """
+    who = handle if handle and handle != INVALID_HANDLE else did
     return f"https://bsky.app/profile/{who}/post/{rkey_of(uri)}"
 
 
@@ -133,6 +140,8 @@ def post_from_record(
     """A Post from a validated record; raises ValueError when a field is unusable."""
     text = record.text or ""
     reply = record.reply
+    if handle == INVALID_HANDLE:
+        handle = None  # the DID is more useful to a reader than "handle.invalid"
     return Post(
         network=NETWORK,
         id=uri,
@@ -181,13 +190,17 @@ def parse_view(item: Any) -> PostView:
 
 
 class Decoded(NamedTuple):
-    """What one frame (or a batch of frames) yields: `posts, deletions, seq, *_ = ...`."""
+    """What one frame (or a batch of frames) yields: `posts, deletions, seq, *_ = ...`.
+
+    `identities` holds the (did, handle or None) of `#identity` events, in order.
+    """
 
     posts: list[Post]
     deletions: list[str]
     seq: int | None
     skipped: int = 0
     time: str | None = None
+    identities: tuple[tuple[str, str | None], ...] = ()
 
 
 class FrameError(ValueError):
@@ -224,6 +237,12 @@ def decode_and_filter(frame: bytes, hashtags: Collection[str]) -> Decoded:
         return Decoded([], [], None)
     ops = body.get("ops")
     if message.type != "#commit" or not isinstance(ops, list):
+        did = body.get("did")
+        if message.type == "#identity" and isinstance(did, str):  # a handle (change)
+            handle = body.get("handle")
+            return Decoded(
+                [], [], seq, 0, stamp, ((did, handle if isinstance(handle, str) else None),)
+            )
         return Decoded([], [], seq, 0, stamp)
     if not any(
         isinstance(op, dict) and str(op.get("path", "")).startswith(_POST_PREFIX) for op in ops

@@ -7,7 +7,8 @@ records that carry a wanted hashtag, plus the at-uris of deleted posts.
 `FirehoseStream.run` drives the SDK's `FirehoseSubscribeReposClient`: it batches matches into
 small batches whose `seq` is the last frame's, hands each batch to a callback (which commits
 it) before reading further, reconnects with exponential backoff through an injectable sleep,
-and always resumes from the last seq handed over, so nothing is skipped.
+and always resumes from the last seq handed over, so nothing is skipped. `#identity` events
+ride along in each batch (`Decoded.identities`) for the author cache (bluesky_profiles).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class FirehoseStream:
         self._stop = stop
         self._posts: list[Post] = []
         self._deletions: list[str] = []
+        self._identities: list[tuple[str, str | None]] = []
         self._skipped = 0
         self._first_pending = self._last_flush = self._last_activity = self.monotonic()
         self._failures = self._connects = 0
@@ -228,6 +230,8 @@ class FirehoseStream:
         self._posts += decoded.posts
         self._deletions += decoded.deletions
         self._skipped += decoded.skipped
+        if decoded.identities:
+            self._identities += decoded.identities
         if decoded.seq is not None:
             self._seq = decoded.seq
         pending = len(self._posts) + len(self._deletions)
@@ -251,11 +255,19 @@ class FirehoseStream:
         if self._on_batch is not None:
             self._busy = True  # storing may take a while: not idle
             try:
-                self._on_batch(Decoded(self._posts, self._deletions, self._seq, self._skipped))
+                self._on_batch(
+                    Decoded(
+                        self._posts,
+                        self._deletions,
+                        self._seq,
+                        self._skipped,
+                        identities=tuple(self._identities),
+                    )
+                )
             finally:
                 self._busy = False
                 self._last_activity = self.monotonic()
-        self._posts, self._deletions, self._skipped = [], [], 0
+        self._posts, self._deletions, self._skipped, self._identities = [], [], 0, []
         self._flushed_seq = self._seq
         self._last_flush = self.monotonic()
 

@@ -156,8 +156,13 @@ def hose() -> Iterator[FakeFirehose]:
 
 
 def make_collector(hose: FakeFirehose, clock, **options: float) -> BlueskyCollector:
-    source = SourceConfig(
-        network="bluesky", name="bsky", stream_url=hose.base_uri, search=False, retries=2
+    source = SourceConfig(  # appview_url: null, no profile lookups (test_bluesky_profiles.py)
+        network="bluesky",
+        name="bsky",
+        stream_url=hose.base_uri,
+        search=False,
+        retries=2,
+        appview_url=None,
     )
     collector = BlueskyCollector(source, TAGS, sleep=clock.sleep, clock=clock)
     collector.stream_options = {"max_delay": 0.0, "checkpoint_every": 0.0, **options}

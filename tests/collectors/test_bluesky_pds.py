@@ -192,7 +192,9 @@ def saved_cursor(db: Database, key: str) -> BlueskyCursor:
 
 
 def make_collector(pds: LocalPds, name: str, **options: float) -> BlueskyCollector:
-    source = SourceConfig(network="bluesky", name=name, stream_url=pds.ws, search=False, retries=2)
+    source = SourceConfig(  # no AppView runs here: no profile lookups
+        network="bluesky", name=name, stream_url=pds.ws, search=False, retries=2, appview_url=None
+    )
     collector = BlueskyCollector(source, TAGS)
     collector.stream_options = dict(options)
     collector.max_catch_up = WAIT  # a hung catch-up fails the test instead of stalling CI

@@ -192,6 +192,42 @@ def post_view(
     return view
 
 
+def profile_view(
+    did: str,
+    handle: str | None = None,
+    name: str | None = None,
+    *,
+    created_at: datetime = BASE_TIME - timedelta(days=400),
+) -> dict[str, Any]:
+    """An `app.bsky.actor.defs#profileViewDetailed` as `getProfiles` returns it (no `$type`)."""
+    handle = handle or f"{did.rsplit(':', 1)[-1]}.bsky.social"
+    view: dict[str, Any] = {
+        "did": did,
+        "handle": handle,
+        "displayName": name,
+        "description": "Médecin. Avis entre confrères.",
+        "avatar": f"https://cdn.bsky.app/img/avatar/plain/{did}/{cid_str(blob_cid(did))}@jpeg",
+        "banner": f"https://cdn.bsky.app/img/banner/plain/{did}/{cid_str(blob_cid(handle))}@jpeg",
+        "followersCount": 120,
+        "followsCount": 80,
+        "postsCount": 42,
+        "associated": {
+            "lists": 0,
+            "feedgens": 0,
+            "starterPacks": 0,
+            "labeler": False,
+            "chat": {"allowIncoming": "following"},
+        },
+        "indexedAt": iso_ms(created_at),
+        "createdAt": iso_ms(created_at),
+        "viewer": {"muted": False, "blockedBy": False},
+        "labels": [],
+    }
+    if name is None:
+        del view["displayName"]  # optional: many accounts never set one
+    return view
+
+
 # --- firehose frames ----------------------------------------------------------------------
 
 

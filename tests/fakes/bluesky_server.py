@@ -3,8 +3,10 @@
 `FakeBluesky` is a real HTTP server on 127.0.0.1 (port 0, own thread). It serves
 `com.atproto.server.createSession` (no didDoc, so the client stays on this server),
 `app.bsky.feed.searchPosts` (newest `indexedAt` first, offset cursors, loose substring match
-so the collector's own hashtag filter is exercised), `getPostThread` and `getPosts`, with
-request counting and failure injection (`fail(nsid, status, headers=..., delay=...)`).
+so the collector's own hashtag filter is exercised), `getPostThread`, `getPosts` and
+`app.bsky.actor.getProfiles` (profiles added with `add_profile`; unknown actors are left out of
+the answer; it answers without authentication too, like the public AppView), with request
+counting and failure injection (`fail(nsid, status, headers=..., delay=...)`).
 It also serves `com.atproto.identity.resolveHandle` and the chat DMs (`chat.bsky.convo.*`,
 see `bluesky_chat.FakeChat`, reached as `api.chat`); `headers_log` keeps every request's headers.
 
@@ -34,7 +36,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from .bluesky_chat import FakeChat
-from .bluesky_data import error_frame
+from .bluesky_data import error_frame, profile_view
 
 SUBSCRIBE = "/xrpc/com.atproto.sync.subscribeRepos"
 
@@ -64,6 +66,7 @@ class FakeBluesky:
         self.handle, self.password = handle, password
         self.did = "did:plc:botbotbotbotbotbotbotbot"
         self.views: dict[str, dict[str, Any]] = {}  # uri -> PostView
+        self.profiles: dict[str, dict[str, Any]] = {}  # did -> ProfileViewDetailed
         self.replies: dict[str, list[str]] = {}  # parent uri -> reply uris
         self.junk_items: list[Any] = []  # malformed items put first in search results
         self.failures: dict[str, list[Failure]] = {}
@@ -91,6 +94,12 @@ class FakeBluesky:
                 self.replies.setdefault(reply_to, []).append(view["uri"])
         return view["uri"]
 
+    def add_profile(self, did: str, handle: str | None = None, name: str | None = None) -> dict:
+        view = profile_view(did, handle, name)
+        with self._lock:
+            self.profiles[did] = view
+        return view
+
     def delete(self, uri: str) -> None:
         with self._lock:
             self.views.pop(uri, None)
@@ -115,6 +124,23 @@ class FakeBluesky:
         if offset + limit < len(hits):
             answer["cursor"] = str(offset + limit)
         return answer
+
+    def _profiles(self, q: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        actors = q.get("actors", [])
+        if not actors:
+            return 400, {
+                "error": "InvalidRequest",
+                "message": 'Error: Params must have the property "actors"',
+            }
+        if len(actors) > 25:
+            return 400, {
+                "error": "InvalidRequest",
+                "message": "Error: actors must not have more than 25 elements",
+            }
+        with self._lock:
+            by_handle = {v["handle"]: v for v in self.profiles.values()}
+            found = [self.profiles.get(a) or by_handle.get(a.lower()) for a in actors]
+        return 200, {"profiles": [v for v in found if v is not None]}
 
     def _post_thread(self, uri: str, depth: int) -> dict[str, Any]:
         view = self.views[uri]
@@ -162,6 +188,8 @@ class FakeBluesky:
                 "did": self.did,
                 "active": True,
             }
+        if nsid == "app.bsky.actor.getProfiles" and method == "GET":
+            return self._profiles(q)  # public: the AppView answers without a session too
         if not auth.startswith("Bearer "):
             return 401, {"error": "AuthMissing", "message": "Authentication Required"}
         if nsid.startswith("chat.bsky."):
