@@ -8,8 +8,12 @@ Two blocks share one vocabulary:
   English), number shapes (`n:`), and the words of expanded abbreviations (text keys never
   contain ":" except these prefixed ones, knowledge keys always do);
 - knowledge features, `log(1 + count)` times a weight: specialty lexicon hits (`L:`, `D:`),
-  question types (`G:`), request cues (`R:`), urgency cues (`U:`), the patient's age band (`A:`),
-  a few joint features (`X:`) and the post's shape (`S:`).
+  the same hits counted again when the term belongs to one specialty only (`O:`) or is a
+  multi-word term (`P:`), question types (`G:`), request cues (`R:`), urgency cues (`U:`), the
+  patient's age band (`A:`), a few joint features (`X:`: a drug question about a drug, a drug in
+  pregnancy, with a renal-function or QT cue, several drugs named, a photo of skin/eye/ECG...)
+  and the post's shape (`S:`). Lexicon terms inside a negation ("pas de fièvre") or an everyday
+  phrase of the `ignore` list ("au sein de", "à quel âge") are not counted.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ def age_years(tokens: list[str]) -> float | None:
             if value <= 110:
                 return value
         elif unit in _MONTH_UNITS:
-            if nxt == "old" or prev in _CHILD_BEFORE or i == 0:
+            if nxt == "old" or prev in _CHILD_BEFORE or i == 0 or glued:  # "8mo" is an age
                 return value / 12.0
         elif (unit in _WEEK_UNITS or unit in _DAY_UNITS) and (
             nxt == "old"
@@ -161,14 +165,31 @@ class Featurizer:
         matcher = lex.matcher
         matches = matcher.find_spans(prep.tokens)
         negated_at = {j for label, _, j in matches if label == "C:neg"}
+        ignored = [(i, j) for label, i, j in matches if label == "I:ignore"]
         tokens = prep.tokens
-        for label, i, _ in matches:
+        drug_at: set[int] = set()  # positions where a named drug starts
+        spans: dict[tuple[int, int], list[str]] = {}  # specialty terms found, by position
+        for label, i, end in matches:
             if label[0] in "LDGR":
                 if label[0] != "R" and (i in negated_at or (i - 1) in negated_at):
                     continue  # "pas de trauma", "no fever": a negated finding points nowhere
+                if ignored and any(a <= i and end <= b for a, b in ignored):
+                    continue  # "au sein de", "à quel âge": everyday phrases, not findings
                 know[label] = kget(label, 0.0) + 1.0
-                if label[0] == "D" and i and tokens[i - 1] in _UNDER:
-                    know["X:under_drug"] = 1.0  # "sous amiodarone", "on lithium": adverse effects
+                if label[0] == "L":
+                    spans.setdefault((i, end), []).append(label[2:])
+                elif label[0] == "D":
+                    drug_at.add(i)
+                    if i and tokens[i - 1] in _UNDER:  # "sous amiodarone", "on lithium"
+                        know["X:under_drug"] = 1.0
+        for (i, end), ids in spans.items():
+            if len(ids) == 1:  # a term that belongs to one specialty only: O:<id>
+                key = "O:" + ids[0]
+                know[key] = kget(key, 0.0) + 1.0
+            if end - i > 1:  # a multi-word term ("neuropathie diabétique"): P:<id>, more specific
+                for spec in ids:
+                    key = "P:" + spec
+                    know[key] = kget(key, 0.0) + 1.0
         for seq in prep.expansions:  # an expansion counts once per label ("alcool alcohol")
             for label in dict.fromkeys(matcher.labels(seq)):
                 if label[0] in "LDG":
@@ -188,6 +209,10 @@ class Featurizer:
         if band:
             know[f"A:{band}"] = 1.0
             labels.add(f"A:{band}")
+        if len(drug_at) >= 2:  # several drugs named: an interaction or a polypharmacy question
+            know["X:drugs2"] = 1.0
+            if len(drug_at) >= 3:
+                know["X:drugs3"] = 1.0
         self._joint(know, labels)
         if (
             know.get("X:drugq&drug") is None
@@ -225,6 +250,10 @@ class Featurizer:
             for group in ("skin", "eye", "ecg"):
                 if f"G:{group}" in labels:
                     know[f"X:picture&{group}"] = 1.0
+        if drug:  # adverse effects, interactions, doses, renal adjustment, drug-induced QT
+            for group in ("drug_adverse", "drug_interaction", "drug_dose", "renal", "qt"):
+                if f"G:{group}" in labels:
+                    know[f"X:drug&{group}"] = 1.0
         young = labels & {"A:neonate", "A:infant", "A:child", "G:child"}
         if young:
             know["X:young"] = 1.0

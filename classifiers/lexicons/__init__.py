@@ -192,7 +192,8 @@ class Lexicons:
     Labels: "L:<id>" (specialty terms), "D:<id>" (drugs of that field), "G:<group>" (question
     type: drug question, image, child...), "R:ask" / "R:not" (request cues), and for the
     urgency cues "C:<kind>" (now, deadline, red_flag, soon, routine, not_urgent), "C:neg"
-    (negations) and "V:<vital sign>" (names of vital signs).
+    (negations), "V:<vital sign>" (names of vital signs) and "I:ignore" (everyday phrases such as
+    "au sein de" or "à quel âge" whose words are not clinical evidence).
     """
 
     raw: dict[str, Any]
@@ -206,14 +207,17 @@ class Lexicons:
 
 def compile_lexicons(raw: dict[str, Any]) -> Lexicons:
     matcher = PhraseMatcher()
-    for spec, sections in (raw.get("specialties") or {}).items():
-        for section, terms in (sections or {}).items():
+    # Sorted: the artifact stores these mappings with sorted keys, and the order of the labels
+    # of a term decides the order of a post's features (hence of float sums) at serving time.
+    for spec, sections in sorted((raw.get("specialties") or {}).items()):
+        for section, terms in sorted((sections or {}).items()):
             prefix = "D" if section == "drugs" else "L"
             for term in _terms(terms):
                 matcher.add(term, f"{prefix}:{spec}")
-    for group, terms in (raw.get("context") or {}).items():
+    for group, terms in sorted((raw.get("context") or {}).items()):
+        label = "I:ignore" if group == "ignore" else f"G:{group}"
         for term in _terms(terms):
-            matcher.add(term, f"G:{group}")
+            matcher.add(term, label)
     req = raw.get("requests") or {}
     for kind in ("ask", "not"):
         for term in _terms(req.get(kind)):
@@ -224,7 +228,7 @@ def compile_lexicons(raw: dict[str, Any]) -> Lexicons:
             matcher.add(term, f"C:{kind}")
     for term in _terms(urgency.get("negators")):
         matcher.add(term, "C:neg")
-    for vital, terms in (urgency.get("vitals") or {}).items():
+    for vital, terms in sorted((urgency.get("vitals") or {}).items()):
         for term in _terms(terms):
             matcher.add(term, f"V:{vital}")
     abbrev = raw.get("abbreviations") or {}
