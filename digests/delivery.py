@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import LoadedConfig
@@ -73,12 +73,14 @@ def reconcile(
     return len(rows)
 
 
-def _due_query(now: datetime, force: bool):
-    query = select(DeliveryRow).where(DeliveryRow.status == "pending")
+def _due_conditions(now: datetime, force: bool) -> list:
+    conditions = [DeliveryRow.status == "pending"]
     if force:
         # --now flushes everything pending, but a failed send still waits for its backoff.
-        return query.where(or_(DeliveryRow.attempts == 0, DeliveryRow.due_at <= now))
-    return query.where(DeliveryRow.due_at <= now)
+        conditions.append(or_(DeliveryRow.attempts == 0, DeliveryRow.due_at <= now))
+    else:
+        conditions.append(DeliveryRow.due_at <= now)
+    return conditions
 
 
 def flush(
@@ -96,28 +98,43 @@ def flush(
         reconcile(session, loaded, channels, now)
         subs = {s.key: s for s in active_subscribers(session, loaded)}
         groups: dict[tuple[str, str, str, str | None], list[int]] = defaultdict(list)
-        for row in session.scalars(_due_query(now, force).order_by(DeliveryRow.id)):
-            post = session.get(PostRow, row.post_id)
-            if row.subscriber_id not in subs or post is None or post.deleted:
-                row.status, row.updated_at = "dropped", now
-                row.last_error = (
-                    "post deleted at its source"
-                    if post is None or post.deleted
-                    else "unsubscribed or removed from config"
-                )
-                result.dropped += 1
+        dropped: dict[str, list[int]] = defaultdict(list)
+        post_ids: set[int] = set()
+        due = session.execute(
+            select(
+                DeliveryRow.id,
+                DeliveryRow.subscriber_id,
+                DeliveryRow.post_id,
+                DeliveryRow.channel,
+                DeliveryRow.kind,
+                DeliveryRow.message_key,
+                PostRow.deleted,
+            )
+            .outerjoin(PostRow, PostRow.id == DeliveryRow.post_id)
+            .where(*_due_conditions(now, force))
+            .order_by(DeliveryRow.id)
+        ).all()
+        for row_id, sub_id, post_id, channel_name, kind, message_key, deleted in due:
+            if deleted is None or deleted:
+                dropped["post deleted at its source"].append(row_id)
                 continue
-            if row.channel not in channels:
+            if sub_id not in subs:
+                dropped["unsubscribed or removed from config"].append(row_id)
+                continue
+            if channel_name not in channels:
                 continue  # channel disabled: the item waits until it works
-            kind = "digest" if row.kind == "digest" else row.kind
-            groups[(row.subscriber_id, row.channel, kind, row.message_key)].append(row.id)
+            groups[(sub_id, channel_name, kind, message_key)].append(row_id)
+            post_ids.add(post_id)
+        for reason, ids in dropped.items():
+            for start in range(0, len(ids), 500):
+                session.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.id.in_(ids[start : start + 500]))
+                    .values(status="dropped", updated_at=now, last_error=reason)
+                    .execution_options(synchronize_session=False)
+                )
+            result.dropped += len(ids)
         secret = resolve_secret(session, loaded.config.web.secret)
-        all_ids = [i for ids in groups.values() for i in ids]
-        post_ids = (
-            set(session.scalars(select(DeliveryRow.post_id).where(DeliveryRow.id.in_(all_ids))))
-            if all_ids
-            else set()
-        )
         cache = load_posts(session, post_ids)
     for (sub_id, channel_name, kind, key), ids in groups.items():
         _send_group(
@@ -174,18 +191,12 @@ def _send_group(
     cache: PostCache,
 ) -> None:
     key = key or f"{sub.key}.{channel.name}.{kind}.{now:%Y%m%dT%H%M%S}.{min(ids)}"
-    with db.session() as session:  # claim: committed before any network call
-        rows = session.scalars(
-            select(DeliveryRow)
-            .where(DeliveryRow.id.in_(ids), DeliveryRow.status == "pending")
-            .with_for_update(skip_locked=True)  # several bot processes on PostgreSQL
-        ).all()
-        for row in rows:
-            row.status, row.message_key, row.updated_at = "sending", key, now
-        claimed = [r.id for r in rows]
-        if not claimed:
-            return
-        pairs = [(r.post_id, r.reason) for r in rows]
+    claimed_rows = claim(db, ids, key, now)  # committed before any network call
+    if not claimed_rows:
+        return
+    claimed = [row_id for row_id, _, _ in claimed_rows]
+    with db.session() as session:
+        pairs = [(post_id, reason) for _, post_id, reason in claimed_rows]
         digest = build_digest(session, loaded, sub, kind, pairs, key, secret, now, cache)
     if after_claim is not None:
         after_claim()
@@ -194,19 +205,24 @@ def _send_group(
     except Exception as exc:  # noqa: BLE001 - a channel bug must not lose the delivery
         log.exception("channel %s crashed", channel.name)
         outcome = SendResult.failure(f"channel error: {exc!r}")
-    with db.session() as session:
-        rows = session.scalars(select(DeliveryRow).where(DeliveryRow.id.in_(claimed))).all()
-        for row in rows:
-            row.updated_at = now
-            if outcome.ok:
-                row.status, row.sent_at, row.last_error = "sent", now, None
-                continue
-            row.attempts += 1
-            row.last_error = outcome.error
-            if not outcome.retryable or row.attempts >= loaded.config.delivery.max_attempts:
-                row.status = "failed"
-            else:
-                row.status, row.due_at = "pending", now + backoff(row.attempts, loaded)
+    if outcome.ok:
+        with db.engine.begin() as conn:
+            conn.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id.in_(claimed))
+                .values(status="sent", sent_at=now, last_error=None, updated_at=now)
+            )
+    else:
+        with db.session() as session:
+            rows = session.scalars(select(DeliveryRow).where(DeliveryRow.id.in_(claimed))).all()
+            for row in rows:
+                row.updated_at = now
+                row.attempts += 1
+                row.last_error = outcome.error
+                if not outcome.retryable or row.attempts >= loaded.config.delivery.max_attempts:
+                    row.status = "failed"
+                else:
+                    row.status, row.due_at = "pending", now + backoff(row.attempts, loaded)
     if outcome.ok:
         result.sent.append((sub.key, channel.name, kind, len(claimed)))
         log.info(
@@ -227,6 +243,47 @@ def _send_group(
         log.warning(
             "delivery to %s by %s failed, will retry: %s", sub.key, channel.name, outcome.error
         )
+
+
+def claim(db: Database, ids: list[int], key: str, now: datetime) -> list[tuple[int, int, str]]:
+    """Mark still-pending deliveries `sending` in one short transaction; return what we got.
+
+    Another bot process (PostgreSQL) may claim the same rows at the same moment: the
+    `status = 'pending'` condition is re-checked under the row lock, so each row is claimed
+    by exactly one process. Returns (delivery id, post id, reason) per claimed row.
+    """
+    values = {"status": "sending", "message_key": key, "updated_at": now}
+    with db.engine.begin() as conn:
+        still_pending = DeliveryRow.status == "pending"
+        if conn.dialect.name == "sqlite":
+            # Without this hint SQLite walks the (status, due_at) index over every pending
+            # row instead of looking the ids up by primary key: quadratic in the backlog.
+            still_pending = func.likely(still_pending)
+        pending = (DeliveryRow.id.in_(ids), still_pending)
+        if conn.dialect.update_returning:
+            stmt = (
+                update(DeliveryRow)
+                .where(*pending)
+                .values(**values)
+                .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
+            )
+            rows = [tuple(r) for r in conn.execute(stmt)]
+        else:  # no UPDATE ... RETURNING (MySQL): lock, then update what was locked
+            rows = [
+                tuple(r)
+                for r in conn.execute(
+                    select(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
+                    .where(*pending)
+                    .with_for_update(skip_locked=True)
+                )
+            ]
+            if rows:
+                conn.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.id.in_([r[0] for r in rows]))
+                    .values(**values)
+                )
+    return sorted(rows)
 
 
 def build_digest(

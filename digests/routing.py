@@ -42,9 +42,12 @@ class RouteResult:
 def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> None:
     """Mirror config subscribers into the db (unsubscribes stored there survive config edits)."""
     seen = set()
+    rows = {
+        row.id: row for row in session.scalars(select(SubscriberRow))
+    }  # one query, not one each
     for sub in loaded.config.subscribers:
         seen.add(sub.key)
-        row = session.get(SubscriberRow, sub.key)
+        row = rows.get(sub.key)
         settings = sub.model_dump(mode="json")
         if row is None:
             session.add(
@@ -54,8 +57,8 @@ def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> N
             )
         elif row.settings != settings or not row.in_config or row.name != sub.name:
             row.name, row.settings, row.in_config, row.updated_at = sub.name, settings, True, now
-    for row in session.scalars(select(SubscriberRow).where(SubscriberRow.in_config.is_(True))):
-        if row.id not in seen:
+    for row in rows.values():
+        if row.in_config and row.id not in seen:
             row.in_config = False
             row.updated_at = now
     session.flush()
@@ -135,6 +138,7 @@ def route_posts(
     blocked = blocked_handles(session, loaded)
     known = {normalize_handle(h) for h in loaded.config.known_authors}
     existing = existing_deliveries(session, post_ids)
+    candidates = _CandidateIndex(subscribers)
     new_rows: list[dict] = []
     for post_id in post_ids:
         post = session.get(PostRow, post_id)
@@ -152,7 +156,7 @@ def route_posts(
         if loaded.config.only_known_authors and handle not in known:
             result.held.append(post.id)
             continue
-        for sub in subscribers:
+        for sub in candidates.for_specialty(c.specialty):
             reason = matches(sub, post, c)
             if reason is None:
                 continue
@@ -162,6 +166,25 @@ def route_posts(
         session.execute(insert(DeliveryRow), new_rows)
     result.deliveries = len(new_rows)
     return result
+
+
+class _CandidateIndex:
+    """Subscribers who could receive a request of a given specialty, in config order.
+
+    With 10,000 subscribers, most follow one to three specialties: checking only those
+    (plus triage subscribers) keeps routing linear in the deliveries it creates.
+    """
+
+    def __init__(self, subscribers: list[SubscriberConfig]):
+        self.subscribers = subscribers
+        self._by_specialty: dict[str | None, list[SubscriberConfig]] = {}
+
+    def for_specialty(self, specialty: str | None) -> list[SubscriberConfig]:
+        found = self._by_specialty.get(specialty)
+        if found is None:
+            found = [s for s in self.subscribers if s.triage or s.wants_specialty(specialty)]
+            self._by_specialty[specialty] = found
+        return found
 
 
 def existing_deliveries(session: Session, post_ids: list[int]) -> set[tuple[str, int, str]]:

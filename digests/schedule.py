@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -12,13 +13,23 @@ from bot.durations import parse_quiet_hours, schedule_to_cron
 
 
 def digest_trigger(sub: SubscriberConfig) -> CronTrigger:
-    return CronTrigger.from_crontab(schedule_to_cron(sub.digest), timezone=ZoneInfo(sub.timezone))
+    return _trigger(sub.digest, sub.timezone)
+
+
+@lru_cache(maxsize=256)
+def _trigger(schedule: str, timezone: str) -> CronTrigger:
+    return CronTrigger.from_crontab(schedule_to_cron(schedule), timezone=ZoneInfo(timezone))
 
 
 def next_digest_time(sub: SubscriberConfig, after: datetime) -> datetime:
     """The first scheduled digest strictly after `after` (aware UTC in, aware out)."""
-    trigger = digest_trigger(sub)
-    fire = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    return _next_fire(sub.digest, sub.timezone, after)
+
+
+@lru_cache(maxsize=1024)
+def _next_fire(schedule: str, timezone: str, after: datetime) -> datetime:
+    # Thousands of subscribers share a handful of schedules: one computation per cycle each.
+    fire = _trigger(schedule, timezone).get_next_fire_time(None, after + timedelta(microseconds=1))
     assert fire is not None
     return fire
 

@@ -1,0 +1,113 @@
+"""Several bot processes sharing one database never send the same delivery twice."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, func, select
+
+from bot.pipeline import Pipeline
+from bot.storage.db import Database
+from bot.storage.models import DeliveryRow
+from digests.channels.base import Channel, SendResult
+from digests.delivery import claim, flush
+
+from .helpers import T0, add_request, make_config
+
+SUBSCRIBERS = "\n".join(
+    f"""\
+- name: Dr {i}
+  id: doc{i}
+  language: [fr, en]
+  email: doc{i}@example.org
+  deliver_by: [outbox]
+  specialties: all
+  immediate: never
+"""
+    for i in range(6)
+)
+
+
+class Recording(Channel):
+    name = "outbox"
+
+    def __init__(self, sent: list[tuple[str, list[int]]], process: str):
+        self.sent, self.process = sent, process
+
+    def send(self, digest, subscriber) -> SendResult:
+        self.sent.append((digest.subscriber_id, sorted(i.post_id for i in digest.items)))
+        return SendResult.success(self.process)
+
+
+def routed(tmp_path, database: Database):
+    loaded = make_config(tmp_path, SUBSCRIBERS)
+    for n in range(4):
+        add_request(database, str(n), f"Cas {n}: question ? #DocTocToc", "cardiology", "soon")
+    Pipeline(loaded, database, classifier=object(), collectors=[], clock=lambda: T0).route()
+    return loaded
+
+
+def test_a_second_process_flushing_meanwhile_sends_each_digest_once(tmp_path, any_db):
+    loaded = routed(tmp_path, any_db)
+    other = Database(any_db.url)  # another bot process: its own engine and connections
+    sent: list[tuple[str, list[int]]] = []
+    interleaved = []
+
+    def second_process_runs_now():
+        # Process A has claimed its first digest and is about to send it: B flushes
+        # everything else in between, and A must then find nothing left to claim.
+        if not interleaved:
+            interleaved.append(
+                flush(other, loaded, {"outbox": Recording(sent, "B")}, T0, force=True)
+            )
+
+    first = flush(
+        any_db,
+        loaded,
+        {"outbox": Recording(sent, "A")},
+        T0,
+        force=True,
+        after_claim=second_process_runs_now,
+    )
+    other.dispose()
+    assert first.messages == 1 and interleaved[0].messages == 5
+    recipients = sorted(sub for sub, _ in sent)
+    assert recipients == [f"doc{i}" for i in range(6)]  # everyone once, nobody twice
+    assert all(len(items) == 4 for _, items in sent)
+    with any_db.session() as s:
+        assert s.scalar(select(func.count()).where(DeliveryRow.status != "sent")) == 0
+
+
+def test_claim_gives_each_pending_delivery_to_one_claimant(tmp_path, any_db):
+    routed(tmp_path, any_db)
+    with any_db.session() as s:
+        ids = sorted(s.scalars(select(DeliveryRow.id)))
+    other = Database(any_db.url)
+    mine = claim(any_db, ids[: len(ids) // 2 + 3], "key-a", T0)
+    theirs = claim(other, ids, "key-b", T0)
+    other.dispose()
+    assert len(mine) == len(ids) // 2 + 3
+    assert {r[0] for r in mine} | {r[0] for r in theirs} == set(ids)
+    assert not {r[0] for r in mine} & {r[0] for r in theirs}
+    assert claim(any_db, ids, "key-c", T0) == []  # nothing pending any more
+    with any_db.session() as s:
+        keys = dict(s.execute(select(DeliveryRow.id, DeliveryRow.message_key)).all())
+    assert {keys[r[0]] for r in mine} == {"key-a"} and {keys[r[0]] for r in theirs} == {"key-b"}
+
+
+def test_claim_looks_deliveries_up_by_primary_key_on_sqlite(tmp_path, db):
+    # A large backlog of pending deliveries must not make each claim scan all of them.
+    routed(tmp_path, db)
+    statements = []
+    event.listen(
+        db.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, sql, params, context, many: statements.append((sql, params)),
+    )
+    with db.session() as s:
+        ids = sorted(s.scalars(select(DeliveryRow.id)))[:3]
+    assert len(claim(db, ids, "key", T0)) == 3
+    [(sql, params)] = [(q, p) for q, p in statements if q.lstrip().upper().startswith("UPDATE")]
+    with db.engine.connect() as conn:
+        plan = " ".join(
+            str(row) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+        )
+    assert "PRIMARY KEY" in plan, plan
