@@ -9,6 +9,10 @@ header's rel="prev" min_id) then walks towards the present until a short or empt
 Every page is yielded oldest first with a cursor covering that page and earlier ones only,
 so a crash or an error part-way never skips a status and a restart never repeats one.
 
+Known limit: statuses delivered to the instance's inbox get ids from their arrival time, but a
+status the instance fetches later (thread resolution, search) gets a backdated id (from its
+`created_at`), which may sort before the cursor; polling by `min_id` can then miss it.
+
 First run (no cursor for a tag): only the most recent page (40 statuses; `first_run_pages`
 raises it) is collected. A hashtag's whole history can be huge and old questions are no
 longer actionable; from then on nothing is missed.
