@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -129,7 +130,7 @@ def flush(
             for start in range(0, len(ids), 500):
                 session.execute(
                     update(DeliveryRow)
-                    .where(DeliveryRow.id.in_(ids[start : start + 500]))
+                    .where(*_still_pending(session.bind.dialect, ids[start : start + 500]))
                     .values(status="dropped", updated_at=now, last_error=reason)
                     .execution_options(synchronize_session=False)
                 )
@@ -245,6 +246,16 @@ def _send_group(
         )
 
 
+def _still_pending(dialect: Any, ids: list[int]) -> tuple:
+    """WHERE terms for "these deliveries, if nobody has claimed them meanwhile"."""
+    pending = DeliveryRow.status == "pending"
+    if dialect.name == "sqlite":
+        # Without this hint SQLite walks the (status, due_at) index over every pending row
+        # instead of looking the ids up by primary key: quadratic in the backlog.
+        pending = func.likely(pending)
+    return DeliveryRow.id.in_(ids), pending
+
+
 def claim(db: Database, ids: list[int], key: str, now: datetime) -> list[tuple[int, int, str]]:
     """Mark still-pending deliveries `sending` in one short transaction; return what we got.
 
@@ -254,12 +265,7 @@ def claim(db: Database, ids: list[int], key: str, now: datetime) -> list[tuple[i
     """
     values = {"status": "sending", "message_key": key, "updated_at": now}
     with db.engine.begin() as conn:
-        still_pending = DeliveryRow.status == "pending"
-        if conn.dialect.name == "sqlite":
-            # Without this hint SQLite walks the (status, due_at) index over every pending
-            # row instead of looking the ids up by primary key: quadratic in the backlog.
-            still_pending = func.likely(still_pending)
-        pending = (DeliveryRow.id.in_(ids), still_pending)
+        pending = _still_pending(conn.dialect, ids)
         if conn.dialect.update_returning:
             stmt = (
                 update(DeliveryRow)
