@@ -13,8 +13,6 @@ from digests.render import Digest, one_line, render_email
 LIST_ID = "DocTocToc digests <digests.doctoctoc-bot.local>"
 
 
-# Long header lines (the unsubscribe URL) must stay literal, not become encoded words:
-# RFC 5322 allows 998 characters a line.
 class _HeaderClasses(HeaderRegistry):
     """The standard registry builds a new class for every header it parses (about 20 per
     message). Building each class once parses exactly the same way and takes a third off
@@ -32,6 +30,8 @@ class _HeaderClasses(HeaderRegistry):
         return cls
 
 
+# Long header lines (the unsubscribe URL) must stay literal, not become encoded words:
+# RFC 5322 allows 998 characters a line.
 POLICY = email_policy.SMTP.clone(max_line_length=998, header_factory=_HeaderClasses())
 
 

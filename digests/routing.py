@@ -42,9 +42,8 @@ class RouteResult:
 def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> None:
     """Mirror config subscribers into the db (unsubscribes stored there survive config edits)."""
     seen = set()
-    rows = {
-        row.id: row for row in session.scalars(select(SubscriberRow))
-    }  # one query, not one each
+    # One query for all stored subscribers (not one per configured subscriber).
+    rows = {row.id: row for row in session.scalars(select(SubscriberRow))}
     for sub in loaded.config.subscribers:
         seen.add(sub.key)
         row = rows.get(sub.key)
