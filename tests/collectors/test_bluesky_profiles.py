@@ -7,7 +7,6 @@ frames, `FakeBluesky` for createSession and getProfiles (as the PDS or as the pu
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -16,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from bot.collect import SourceRun, run_source, save_page
+from bot.collect import run_source
 from bot.collectors.base import Page
 from bot.collectors.bluesky import BlueskyCollector, BlueskyCursor
 from bot.collectors.bluesky_profiles import ProfileCache, ProfileResolver
@@ -25,6 +24,7 @@ from bot.config_models import SourceConfig
 from bot.post import Author, Post
 from bot.storage import cursors
 from bot.storage.models import PostRow
+from tests.collectors.test_bluesky_firehose import stream as run_stream
 from tests.fakes.bluesky_data import (
     BASE_TIME,
     POST,
@@ -90,26 +90,10 @@ def make_collector(hose: FakeFirehose, clock, *, login: FakeBluesky | None = Non
 
 
 def stream(db, collector: BlueskyCollector, until: Callable[[list[Page]], bool]) -> list[Page]:
-    """Run collector.stream from the saved seq (or 0) in a thread, committing pages, until
-    `until(pages)` holds."""
+    """Run collector.stream from the saved seq (or 0) until `until(pages)` holds."""
     with db.session() as session:
         cursor = cursors.get_cursor(session, collector.key) or '{"seq":0}'
-    pages: list[Page] = []
-    run = SourceRun(source=collector.key)
-    stop = threading.Event()
-
-    def on_page(page: Page) -> None:
-        save_page(db, collector.key, page, run)
-        pages.append(page)
-
-    thread = threading.Thread(target=collector.stream, args=(on_page, stop, cursor))
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not until(pages) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stop.set()
-    thread.join(10)
-    assert not thread.is_alive()
+    pages, _ = run_stream(db, collector, until, cursor)
     return pages
 
 
