@@ -9,9 +9,13 @@ header's rel="prev" min_id) then walks towards the present until a short or empt
 Every page is yielded oldest first with a cursor covering that page and earlier ones only,
 so a crash or an error part-way never skips a status and a restart never repeats one.
 
-Known limit: statuses delivered to the instance's inbox get ids from their arrival time, but a
-status the instance fetches later (thread resolution, search) gets a backdated id (from its
-`created_at`), which may sort before the cursor; polling by `min_id` can then miss it.
+Late statuses: statuses delivered to the instance's inbox get ids from their arrival time, but
+a status the instance fetches later (thread resolution, search) gets a backdated id (from its
+`created_at`), which may sort before the cursor, where `min_id` polling never looks. So a
+running bot re-reads each hashtag's newest page (40 statuses) every `lookback_every` (15 min;
+the first time one period after the collector starts, so that a short-lived `run --once` keeps
+to one request per idle cycle) and stores the statuses at or before the cursor (known ones are
+recognised); the cursor does not move. A late status older than the 40 newest is still missed.
 
 First run (no cursor for a tag): only the most recent page (40 statuses; `first_run_pages`
 raises it) is collected. A hashtag's whole history can be huge and old questions are no
@@ -71,6 +75,7 @@ MAX_PAGES = 500  # per hashtag and cycle; the rest waits for the next cycle
 RATE_LIMIT = 300  # requests ...
 RATE_WINDOW = 300.0  # ... per 5 minutes
 MAX_CASES = 20  # cases followed (status + context) per cycle
+LOOKBACK_EVERY = timedelta(minutes=15)  # newest page re-read for late, backdated statuses
 CASE_WINDOW = timedelta(hours=48)
 
 
@@ -116,6 +121,7 @@ class MastodonCollector(Collector):
         max_cases: int = MAX_CASES,
         rate_limit: int = RATE_LIMIT,
         rate_window: float = RATE_WINDOW,
+        lookback_every: timedelta = LOOKBACK_EVERY,
         **kwargs: Any,
     ):
         super().__init__(source, hashtags, **kwargs)
@@ -127,6 +133,8 @@ class MastodonCollector(Collector):
         self.first_run_pages = max(1, first_run_pages)
         self.max_cases = max_cases
         self.rate_limit, self.rate_window = rate_limit, rate_window
+        self.lookback_every = lookback_every
+        self._looked_back: dict[str, datetime] = {}  # tag -> when its newest page was last read
         self.requests = 0  # HTTP requests sent, for Page.requests and benchmarks
         self._counted = 0
         self._sent: deque[datetime] = deque()
@@ -297,6 +305,23 @@ class MastodonCollector(Collector):
             if len(batch) < self.page_size or state.get(key) == before:
                 break  # caught up (or the server made no progress)
             batch = self._newer(tag, batch, state[key])
+        last = self._looked_back.setdefault(key, self.clock())  # first look: one period on
+        if since is not None and self.clock() - last >= self.lookback_every:
+            yield self._lookback(tag, key, state)
+
+    def _lookback(self, tag: str, key: str, state: dict[str, str]) -> Page:
+        """The newest page again, keeping what sorts at or before the cursor (late statuses)."""
+        batch = self._timeline(tag)
+        self._looked_back[key] = self.clock()
+        cursor = state.get(key)
+        page = Page()
+        for item in reversed(batch):
+            sid = status_id(item)
+            if cursor is None or (sid is not None and id_order(sid) <= id_order(cursor)):
+                self.add_to_page(page, item, require_tag=True)  # newer ones: the next min_id walk
+        page.cursor = json.dumps(state, sort_keys=True)
+        page.requests = self._take_requests()
+        return page
 
     def _older(self, tag: str, batch: list[Any]) -> list[Any]:
         return self._list(tag, lambda: self.api.fetch_next(batch))

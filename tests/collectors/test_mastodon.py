@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from bot.collect import run_source
 from bot.collectors.mastodon_status import html_to_text, status_to_post
 from bot.storage.posts import row_to_post
 from tests.collectors.mastodon_support import (
@@ -329,3 +330,26 @@ def test_cursor_is_json_per_tag_and_survives_garbage(db, server, clock):
     assert [len(p.posts) for p in pages] == [1]
     assert json.loads(pages[0].cursor) == {"doctoctoc": pages[0].posts[0].id}
     coll.close()
+
+
+def test_a_status_the_instance_fetched_late_is_found_by_the_lookback(db, server, clock):
+    prime(db, server, clock)
+    coll = collector(server, clock)
+    recent = server.add_status("Cas récent #DocTocToc", created_at=clock() - timedelta(minutes=5))
+    assert len(run_source(db, coll, now=clock(), follow=False).new) == 1
+    # The instance fetches a status published 30 min ago (a thread or a search pulled it in):
+    # Mastodon dates its id from its publication, so it sorts before the cursor.
+    late = server.add_status(
+        "Arrivé en retard #DocTocToc", created_at=clock() - timedelta(minutes=30)
+    )
+    clock.advance(minutes=5)
+    quiet = run_source(db, coll, now=clock(), follow=False)
+    assert quiet.new == [] and quiet.requests == 1  # an idle cycle is still one request
+    clock.advance(minutes=11)  # 16 min since the collector started: time to look back
+    server.requests.clear()
+    looked = run_source(db, coll, now=clock(), follow=False)
+    coll.close()
+    assert looked.error is None and looked.requests == 2
+    assert [r.params.get("min_id") for r in server.timeline_requests()] == [recent["id"], None]
+    assert [r.native_id for r in rows(db) if r.id in looked.new] == [late["id"]]
+    assert cursor_of(db, coll) == {"doctoctoc": recent["id"]}  # the cursor did not move
