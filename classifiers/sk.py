@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
@@ -77,19 +77,66 @@ class PostVectorizer(TransformerMixin, BaseEstimator):
         return np.asarray(self.feature_names_, dtype=object)
 
 
-def make_model(kind: str, c: float, method: str, cv: int) -> CalibratedClassifierCV:
+class SvcRidgeBlend(ClassifierMixin, BaseEstimator):
+    """A linear SVM and a ridge classifier fitted on the same features, blended into one
+    linear model: coef_ = svm.coef_ / sd_svm + ridge_weight * ridge.coef_ / sd_ridge (same
+    for the intercepts), where sd_* is the standard deviation of that model's decision values
+    on its training posts (puts both on one scale). The blend is still a single weight matrix,
+    so serving cost and the artifact format do not change.
+    """
+
+    def __init__(self, C: float = 0.3, alpha: float = 1.0, ridge_weight: float = 1.0):
+        self.C = C
+        self.alpha = alpha
+        self.ridge_weight = ridge_weight
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> SvcRidgeBlend:
+        svm = LinearSVC(C=self.C, random_state=0, max_iter=20000)
+        svm.fit(X, y, sample_weight=sample_weight)
+        ridge = RidgeClassifier(alpha=self.alpha).fit(X, y, sample_weight=sample_weight)
+        if list(svm.classes_) != list(ridge.classes_):  # pragma: no cover - same y
+            raise RuntimeError("SVM and ridge classes differ")
+        self.classes_ = svm.classes_
+        coef, bias = [], []
+        for model, w in ((svm, 1.0), (ridge, self.ridge_weight)):
+            sd = float(np.std(model.decision_function(X))) or 1.0
+            coef.append(np.atleast_2d(model.coef_) * (w / sd))
+            bias.append(np.atleast_1d(model.intercept_) * (w / sd))
+        self.coef_ = coef[0] + coef[1]
+        self.intercept_ = bias[0] + bias[1]
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        scores = np.asarray(X @ self.coef_.T) + self.intercept_
+        return scores.ravel() if scores.shape[1] == 1 else scores
+
+    def predict(self, X: Any) -> np.ndarray:
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[scores.argmax(axis=1)]
+
+
+def make_model(
+    kind: str, c: float, method: str, cv: int, ridge_alpha: float = 1.0, ridge_weight: float = 1.0
+) -> CalibratedClassifierCV:
     if kind == "svc":
         base: Any = LinearSVC(C=c, random_state=0, max_iter=20000)
+    elif kind == "svc+ridge":
+        base = SvcRidgeBlend(C=c, alpha=ridge_alpha, ridge_weight=ridge_weight)
     else:
         base = LogisticRegression(C=c, max_iter=5000)
     return CalibratedClassifierCV(base, method=method, cv=StratifiedKFold(cv), ensemble=False)
 
 
 def make_pipeline(
-    vectorizer: PostVectorizer, kind: str, c: float, method: str, cv: int
+    vectorizer: PostVectorizer, kind: str, c: float, method: str, cv: int, **blend: float
 ) -> Pipeline:
     return Pipeline(
-        [("features", FrozenEstimator(vectorizer)), ("model", make_model(kind, c, method, cv))]
+        [
+            ("features", FrozenEstimator(vectorizer)),
+            ("model", make_model(kind, c, method, cv, **blend)),
+        ]
     )
 
 
