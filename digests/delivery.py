@@ -313,7 +313,13 @@ def build_digest(
             post, c = session.get(PostRow, post_id), latest_classification(session, post_id)
         items.append(_item(session, post, c, reason, sub, secret, public))
     order = {"urgent": 0, "soon": 1, "routine": 2}
-    items.sort(key=lambda it: (order.get(it.urgency or "routine", 3), -it.created_at.timestamp()))
+    items.sort(
+        key=lambda it: (
+            order.get(it.urgency or "routine", 3),
+            it.urgency_label == "urgent_unsure",  # confident urgent cases first
+            -it.created_at.timestamp(),
+        )
+    )
     answered = [] if kind in ("alert", "student") else [it for it in items if it.answer_count]
     open_items = [it for it in items if it not in answered]
     shown = open_items[: sub.max_items]
@@ -361,6 +367,7 @@ def _item(
         created_at=post.created_at,
         specialty=c.specialty if c else None,
         urgency=c.urgency if c else None,
+        urgency_score=c.urgency_score if c else None,
         cues=list(c.cues or []) if c else [],
         answer_count=post.answer_count,
         media=list(post.media or []),

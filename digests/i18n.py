@@ -52,9 +52,11 @@ SPECIALTY_NAMES = {
 STRINGS = {
     "fr": {
         "urgent": "URGENT",
+        "urgent_unsure": "URGENT ?",
         "soon": "Aujourd'hui",
         "routine": "Pas urgent",
         "subject_alert": "URGENT #DocTocToc : {specialty}",
+        "subject_alert_unsure": "URGENT ? #DocTocToc : {specialty}",
         "subject_alert_soon": "#DocTocToc : {specialty}",
         "subject_digest": "#DocTocToc : {count} demande(s) pour vous",
         "subject_student": "#DocTocToc : {count} cas à étudier",
@@ -81,9 +83,11 @@ STRINGS = {
     },
     "en": {
         "urgent": "URGENT",
+        "urgent_unsure": "URGENT?",
         "soon": "Today",
         "routine": "Not urgent",
         "subject_alert": "URGENT #DocTocToc: {specialty}",
+        "subject_alert_unsure": "URGENT? #DocTocToc: {specialty}",
         "subject_alert_soon": "#DocTocToc: {specialty}",
         "subject_digest": "#DocTocToc: {count} request(s) for you",
         "subject_student": "#DocTocToc: {count} cases to study",

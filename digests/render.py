@@ -20,6 +20,9 @@ from .i18n import specialty_name, strings
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_ITEM_CHARS = 600  # a digest item shows at most this much of a post
 URGENCY_COLORS = {"urgent": "#c62828", "soon": "#ef6c00", "routine": "#607d8b"}
+# The classifier flags a request urgent from a low probability on purpose (no urgent case
+# missed); below this probability the digest says so: "URGENT ?" rather than "URGENT".
+URGENT_CONFIDENT = 0.5
 
 
 @dataclass
@@ -39,6 +42,15 @@ class DigestItem:
     uncertain: bool = False
     reason: str = "specialty"
     answers: list[str] = field(default_factory=list)
+    urgency_score: float | None = None
+
+    @property
+    def urgency_label(self) -> str:
+        """The i18n key of the urgency shown: urgent, urgent_unsure, soon or routine."""
+        score = self.urgency_score
+        if self.urgency == "urgent" and score is not None and score < URGENT_CONFIDENT:
+            return "urgent_unsure"
+        return self.urgency or "routine"
 
 
 @dataclass
@@ -110,7 +122,7 @@ def _context(digest: Digest) -> dict:
         "s": s,
         "lang": lang,
         "spec": lambda sp: specialty_name(lang, sp),
-        "urgency_word": lambda u: s.get(u or "routine", u or ""),
+        "urgency_word": lambda it: s[it.urgency_label],
         "color": lambda u: URGENCY_COLORS.get(u or "routine", "#607d8b"),
         "count": len(digest.items) + len(digest.answered) + digest.more,
     }
@@ -120,7 +132,9 @@ def subject(digest: Digest) -> str:
     s = strings(digest.language)
     if digest.kind == "alert" and digest.items:
         first = digest.items[0]
-        key = "subject_alert" if first.urgency == "urgent" else "subject_alert_soon"
+        key = {"urgent": "subject_alert", "urgent_unsure": "subject_alert_unsure"}.get(
+            first.urgency_label, "subject_alert_soon"
+        )
         return one_line(
             s[key].format(specialty=specialty_name(digest.language, first.specialty)), 120
         )

@@ -54,6 +54,7 @@ def add_request(
     created_at: datetime = T0,
     cues: list[str] | None = None,
     name: str = "Dr A",
+    urgency_score: float = 0.9,
 ) -> int:
     post = Post(
         network="mastodon",
@@ -75,7 +76,7 @@ def add_request(
                 specialty=specialty,
                 specialty_scores=[{"id": specialty, "score": 0.9}] if specialty else [],
                 urgency=urgency,
-                urgency_score=0.9,
+                urgency_score=urgency_score,
                 cues=cues or [],
                 uncertain=uncertain,
                 created_at=created_at,

@@ -106,3 +106,18 @@ def test_english_subscriber_gets_english_words():
     subject, text, _ = render_email(digest([item("Rash? #DocTocToc")], kind="alert", lang="en"))
     assert subject == "URGENT #DocTocToc: Dermatology"
     assert "A colleague needs help now." in text and "Unsubscribe" in text
+
+
+def test_an_urgent_call_from_a_low_probability_is_shown_as_unconfirmed():
+    unsure = item("BPCO, SpO2 92 %, je le garde à domicile ? #DocTocToc", 2, urgency_score=0.2)
+    subject, text, html = render_email(digest([unsure], kind="alert"))
+    assert subject == "URGENT ? #DocTocToc : Dermatologie"
+    assert "[URGENT ?] Dermatologie" in text and ">URGENT ?</span>" in html
+    assert "[URGENT ?]" in render_dm(digest([unsure], kind="alert"), 500)
+    english = render_email(digest([unsure], kind="alert", lang="en"))
+    assert english[0] == "URGENT? #DocTocToc: Dermatology"
+
+    sure = item("Purpura fébrile, il est devant moi #DocTocToc", 1, urgency_score=0.97)
+    subject, text, html = render_email(digest([sure], kind="alert"))
+    assert subject == "URGENT #DocTocToc : Dermatologie"
+    assert "[URGENT] Dermatologie" in text and "URGENT ?" not in text + html

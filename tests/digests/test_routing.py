@@ -209,3 +209,18 @@ def test_schedules_follow_paris_time_across_dst():
     assert (
         next_digest_time(weekdays, datetime(2026, 11, 28, 12, 0, tzinfo=UTC)).weekday() == 0
     )  # Saturday -> Monday
+
+
+def test_an_alert_shows_confident_urgent_cases_first_and_marks_the_unsure(tmp_path, db):
+    loaded = make_config(
+        tmp_path, "- {name: Garde, id: garde, specialties: all, immediate: urgent}\n"
+    )
+    add_request(db, "1", "SpO2 92 % chez un BPCO, je le garde ?", "pulmonology", "urgent",
+                urgency_score=0.19)  # fmt: skip
+    add_request(db, "2", "Purpura fébrile, il est devant moi", "infectious_disease", "urgent",
+                urgency_score=0.98)  # fmt: skip
+    run(loaded, db, T0)
+    [eml] = list((tmp_path / "outbox").glob("*.eml"))
+    text = eml.read_text()
+    assert "Subject: URGENT #DocTocToc" in text  # the confident case leads the alert
+    assert text.index("[URGENT] Infectiologie") < text.index("[URGENT ?] Pneumologie")
