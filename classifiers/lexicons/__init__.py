@@ -1,7 +1,8 @@
 """Bilingual lexicons (YAML in this directory) compiled into fast token matchers.
 
 Terms are written naturally (accents, capitals) and folded at load like the posts. A term
-ending in `*` matches any word starting with that stem. Matching is by token sequences, so
+ending in `*` matches any word starting with that stem; a phrase ending in `*` matches the
+phrase, its plurals included. Matching is by token sequences, so
 `sus-ST` and `sus ST` match the same entry.
 
 At training time the raw YAML data is stored in the model artifact, so a saved model keeps
@@ -86,11 +87,14 @@ class PhraseMatcher:
         term = term.strip()
         if not term:
             return
-        if term.endswith("*"):
+        if term.endswith("*") and len(tokenize(fold(term[:-1]))) == 1:
             stem = singular(fold(term[:-1]).strip())
             if stem and label not in self.stems.setdefault(stem, []):
                 self.stems[stem].append(label)
             return
+        # A phrase ending in `*` ("beta blocker*") is matched as the phrase: plurals of its
+        # words are folded like every word (stems only apply to single words).
+        term = term.rstrip("*")
         key = tuple(singular(t) for t in tokenize(fold(term)))
         if not key:
             return

@@ -62,3 +62,21 @@ def test_features_mark_age_drug_questions_and_requests():
     assert know["S:q"] == 1.0
     reply = f.analyze("@dr_b merci, bien vu ! #DocTocToc").know
     assert reply.get("S:reply") == 1.0 and reply.get("R:not")
+
+
+def test_a_phrase_ending_in_a_star_matches_the_phrase_and_its_plurals():
+    from classifiers.lexicons import PhraseMatcher, singular
+    from classifiers.text import tokenize
+
+    matcher = PhraseMatcher()
+    matcher.add("beta blocker*", "cardiology")
+    matcher.add("acouphène*", "ent")
+    matcher.freeze()
+
+    def labels(text: str) -> list[str]:
+        return matcher.labels([singular(t) for t in tokenize(fold(text))])
+
+    assert labels("on two beta blockers already") == ["cardiology"]
+    assert labels("a beta-blocker?") == ["cardiology"]
+    assert labels("acouphènes bilatéraux") == ["ent"]  # single-word stems still work
+    assert labels("beta agonist") == []
