@@ -196,8 +196,8 @@ def _send_group(
     if not claimed_rows:
         return
     claimed = [row_id for row_id, _, _ in claimed_rows]
+    pairs = [(post_id, reason) for _, post_id, reason in claimed_rows]
     with db.session() as session:
-        pairs = [(post_id, reason) for _, post_id, reason in claimed_rows]
         digest = build_digest(session, loaded, sub, kind, pairs, key, secret, now, cache)
     if after_claim is not None:
         after_claim()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import event, func, select
 
 from bot.pipeline import Pipeline
@@ -76,7 +77,21 @@ def test_a_second_process_flushing_meanwhile_sends_each_digest_once(tmp_path, an
         assert s.scalar(select(func.count()).where(DeliveryRow.status != "sent")) == 0
 
 
-def test_claim_gives_each_pending_delivery_to_one_claimant(tmp_path, any_db):
+@pytest.fixture(params=["update-returning", "lock-then-update"])
+def claim_path(request, any_db):
+    """Both ways of claiming: UPDATE ... RETURNING, and (databases without it) a locking
+    SELECT followed by an UPDATE."""
+    if request.param == "lock-then-update":
+        dialect = any_db.engine.dialect
+        saved = dialect.update_returning
+        dialect.update_returning = False
+        yield any_db
+        dialect.update_returning = saved
+    else:
+        yield any_db
+
+
+def test_claim_gives_each_pending_delivery_to_one_claimant(tmp_path, any_db, claim_path):
     routed(tmp_path, any_db)
     with any_db.session() as s:
         ids = sorted(s.scalars(select(DeliveryRow.id)))
