@@ -126,7 +126,9 @@ def make_model(
         base = SvcRidgeBlend(C=c, alpha=ridge_alpha, ridge_weight=ridge_weight)
     else:
         base = LogisticRegression(C=c, max_iter=5000)
-    return CalibratedClassifierCV(base, method=method, cv=StratifiedKFold(cv), ensemble=False)
+    return CalibratedClassifierCV(
+        base, method=method, cv=StratifiedKFold(cv, shuffle=True, random_state=0), ensemble=False
+    )
 
 
 def make_pipeline(
