@@ -126,9 +126,14 @@ def make_model(
         base = SvcRidgeBlend(C=c, alpha=ridge_alpha, ridge_weight=ridge_weight)
     else:
         base = LogisticRegression(C=c, max_iter=5000)
-    return CalibratedClassifierCV(
-        base, method=method, cv=StratifiedKFold(cv, shuffle=True, random_state=0), ensemble=False
-    )
+    return CalibratedClassifierCV(base, method=method, cv=validation_folds(cv), ensemble=False)
+
+
+def validation_folds(k: int) -> StratifiedKFold:
+    """The folds of calibration and threshold validation: stratified and shuffled with a fixed
+    seed (the corpus files are in writer order, so unshuffled folds would put one writer's
+    posts mostly in one fold). Calibration and the threshold see the same folds."""
+    return StratifiedKFold(k, shuffle=True, random_state=0)
 
 
 def make_pipeline(

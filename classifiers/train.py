@@ -161,7 +161,9 @@ def _validate_urgency(
     into probabilities with the final head's temperature, then the cue rules apply.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import cross_val_predict
+
+    from classifiers.sk import validation_folds
 
     urg = [e for e in train if e.is_request and e.urgency]
     labels = [e.urgency for e in urg]
@@ -170,7 +172,7 @@ def _validate_urgency(
         LogisticRegression(C=s.urgency_c, max_iter=5000),
         vec.transform([e.text for e in urg]),
         labels,
-        cv=StratifiedKFold(s.cv, shuffle=True, random_state=0),
+        cv=validation_folds(s.cv),
         method="decision_function",
         params={"sample_weight": _weights(urg)},
     )

@@ -117,3 +117,15 @@ def test_training_is_deterministic_across_processes():
         for seed in ("1", "2")
     }
     assert len(versions) == 1 and next(iter(versions)).startswith("lexlin-")
+
+
+def test_validation_folds_mix_posts_from_the_whole_corpus():
+    # the corpus files are in writer order: a fold must not be one writer's block of posts
+    from classifiers.sk import validation_folds
+
+    labels = ["urgent", "soon", "routine"] * 100  # 300 posts in file order
+    for _, held in validation_folds(5).split(np.zeros(len(labels)), labels):
+        assert held.min() < 60 and held.max() >= 240  # drawn from the first and last fifth
+    again = [held.tolist() for _, held in validation_folds(5).split(np.zeros(300), labels)]
+    first = [held.tolist() for _, held in validation_folds(5).split(np.zeros(300), labels)]
+    assert again == first  # seeded: the same folds at every training
