@@ -126,6 +126,8 @@ def test_validation_folds_mix_posts_from_the_whole_corpus():
     labels = ["urgent", "soon", "routine"] * 100  # 300 posts in file order
     for _, held in validation_folds(5).split(np.zeros(len(labels)), labels):
         assert held.min() < 60 and held.max() >= 240  # drawn from the first and last fifth
-    again = [held.tolist() for _, held in validation_folds(5).split(np.zeros(300), labels)]
-    first = [held.tolist() for _, held in validation_folds(5).split(np.zeros(300), labels)]
-    assert again == first  # seeded: the same folds at every training
+
+    def held_out() -> list[list[int]]:
+        return [held.tolist() for _, held in validation_folds(5).split(np.zeros(300), labels)]
+
+    assert held_out() == held_out()  # seeded: the same folds at every training
