@@ -101,6 +101,10 @@ def matches(sub: SubscriberConfig, post: PostRow, c: ClassificationRow) -> str |
     """Why this subscriber gets this request ('specialty' or 'triage'), or None."""
     if post.lang and post.lang.split("-")[0] not in sub.language:
         return None
+    if not c.is_request:
+        # a not-a-request decision the classifier is unsure of goes to triage, not nowhere
+        triage = c.uncertain and sub.triage and sub.role != "student" and not sub.escalation
+        return "triage" if triage else None
     if sub.role == "student":
         return "student" if sub.wants_specialty(c.specialty) else None
     if sub.escalation:
@@ -144,9 +148,9 @@ def route_posts(
         if post is None or not is_routable(post):
             continue
         c = latest_classification(session, post_id)
-        if c is None or not c.is_request:
+        if c is None or not (c.is_request or c.uncertain):
             continue
-        result.requests += 1
+        result.requests += c.is_request
         result.urgent += c.urgency == "urgent"
         handle = normalize_handle(post.author_handle)
         if handle in blocked:
