@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from .i18n import specialty_name, strings
 
@@ -84,6 +85,23 @@ def clean_text(text: str, limit: int | None = MAX_ITEM_CHARS) -> str:
     return shorten(text, limit) if limit else text
 
 
+def _finalize(value: object) -> object:
+    """Every `{{ ... }}` of every template goes through here: whatever an untrusted string
+    reaches (author names, photo descriptions, cues, names), no control or bidi-override
+    character comes out."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _CONTROL.sub(" ", value)
+    return value
+
+
+def is_http(url: object) -> bool:
+    """Only http(s) links are rendered (never `javascript:`, `data:` ...)."""
+    return isinstance(url, str) and bool(_HTTP.match(url))
+
+
+_HTTP = re.compile(r"https?://[^\s/]", re.IGNORECASE)
+
+
 def one_line(text: str, limit: int = 80) -> str:
     """For headers and subjects: a single line, no CR/LF (header injection)."""
     return shorten(" ".join(clean_text(text, None).split()), limit)
@@ -108,7 +126,9 @@ def _env(html: bool) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_finalize,
     )
+    env.tests["http"] = is_http
     env.filters["clean"] = clean_text
     env.filters["oneline"] = one_line
     return env
