@@ -19,6 +19,7 @@ from bot.config import LoadedConfig
 from bot.errors import DocTocTocError
 from bot.storage import cursors
 from bot.storage.db import Database
+from bot.storage.locks import stage_lock
 from bot.storage.models import ClassificationRow, PostRow
 from digests.channels import Channel, build_channels
 from digests.delivery import FlushResult, flush
@@ -40,6 +41,7 @@ class CycleSummary:
     requests: int = 0
     urgent: int = 0
     sources_failed: list[str] = field(default_factory=list)
+    source_errors: dict[str, str] = field(default_factory=dict)
     flushed: FlushResult = field(default_factory=FlushResult)
     outbox_dir: str | None = None
 
@@ -65,6 +67,16 @@ class CycleSummary:
         if self.sources_failed:
             text += f"; failing: {', '.join(self.sources_failed)}"
         return text
+
+    def problems(self) -> list[str]:
+        """What went wrong in this cycle, one line each (`run --once` then exits non-zero)."""
+        out = [
+            f"source {name} failed: {self.source_errors.get(name, 'see the log')}"
+            for name in self.sources_failed
+        ]
+        if self.flushed.failed:
+            out.append(f"{self.flushed.failed} deliveries failed for good (see `doctoctoc status`)")
+        return out
 
 
 def _reads_this_month(db: Database, source: str) -> int:
@@ -135,6 +147,9 @@ class Pipeline:
         done = 0
         while True:
             with self.db.session() as session:
+                # Several processes (PostgreSQL): one classifies at a time, and reads what is
+                # still unclassified only once it holds the lock, so no post is done twice.
+                stage_lock(session, "classify")
                 rows = session.scalars(
                     select(PostRow)
                     .where(
@@ -172,6 +187,7 @@ class Pipeline:
     def route(self) -> RouteResult:
         now = self.clock()
         with self.db.session() as session:
+            stage_lock(session, "route")  # one process routes at a time (PostgreSQL)
             sync_subscribers(session, self.loaded, now)
             ids = list(
                 session.scalars(
@@ -201,6 +217,7 @@ class Pipeline:
                 summary.new_posts += len(run.new)
                 if run.error:
                     summary.sources_failed.append(run.source)
+                    summary.source_errors[run.source] = run.error
         self.classify_pending()
         routed = self.route()
         summary.requests, summary.urgent = routed.requests, routed.urgent

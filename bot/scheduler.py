@@ -17,6 +17,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from .config import LoadedConfig, load_config
 from .errors import ConfigError
 from .pipeline import Pipeline
+from .preflight import preflight
 from .storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,19 @@ CONFIG_CHECK_EVERY_S = 30
 
 
 class BotRunner:
-    def __init__(self, loaded: LoadedConfig, db: Database, *, echo: Callable[[str], None] = print):
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        db: Database,
+        *,
+        echo: Callable[[str], None] = print,
+        classifier=None,
+    ):
         self.loaded = loaded
         self.db = db
         self.echo = echo
         self.lock = threading.Lock()  # one stage at a time in this process
-        self.pipeline = Pipeline(loaded, db)
+        self.pipeline = Pipeline(loaded, db, classifier=classifier)
         self.scheduler = BlockingScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
         )
@@ -139,6 +147,8 @@ class BotRunner:
         self._config_mtime = mtime
         try:
             loaded = load_config(self.loaded.path)
+            classifier = preflight(loaded)
+            pipeline = Pipeline(loaded, self.db, classifier=classifier)
         except ConfigError as exc:
             log.error(
                 "config.yaml changed but is invalid; still running on the previous config:\n%s", exc
@@ -151,7 +161,7 @@ class BotRunner:
             self.stop_streams()
             self.pipeline.close()
             self.loaded = loaded
-            self.pipeline = Pipeline(loaded, self.db)
+            self.pipeline = pipeline
             for line in loaded.report():
                 self.echo(line)
             self.schedule()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -42,6 +43,7 @@ class RouteResult:
 def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> None:
     """Mirror config subscribers into the db (unsubscribes stored there survive config edits)."""
     seen = set()
+    new_rows: list[dict] = []
     # One query for all stored subscribers (not one per configured subscriber).
     rows = {row.id: row for row in session.scalars(select(SubscriberRow))}
     for sub in loaded.config.subscribers:
@@ -49,10 +51,14 @@ def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> N
         row = rows.get(sub.key)
         settings = sub.model_dump(mode="json")
         if row is None:
-            session.add(
-                SubscriberRow(
-                    id=sub.key, name=sub.name, settings=settings, in_config=True, updated_at=now
-                )
+            new_rows.append(
+                {
+                    "id": sub.key,
+                    "name": sub.name,
+                    "settings": settings,
+                    "in_config": True,
+                    "updated_at": now,
+                }
             )
         elif row.settings != settings or not row.in_config or row.name != sub.name:
             row.name, row.settings, row.in_config, row.updated_at = sub.name, settings, True, now
@@ -60,7 +66,23 @@ def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> N
         if row.in_config and row.id not in seen:
             row.in_config = False
             row.updated_at = now
+    if new_rows:
+        # Another process may insert the same subscribers at the same moment: keep theirs.
+        session.execute(_insert_ignoring_duplicates(session, SubscriberRow), new_rows)
     session.flush()
+
+
+def _insert_ignoring_duplicates(session: Session, table: type) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return insert(table)
 
 
 def active_subscribers(session: Session, loaded: LoadedConfig) -> list[SubscriberConfig]:

@@ -48,7 +48,9 @@ def verify(secret: bytes, purpose: str, token: str) -> str | None:
         value = _unb64(encoded).decode()
     except (ValueError, UnicodeDecodeError):
         return None
-    return value if hmac.compare_digest(sign(secret, purpose, value), token.strip()) else None
+    # Bytes: compare_digest refuses str with non-ASCII characters (a pasted token may have them).
+    expected = sign(secret, purpose, value).encode()
+    return value if hmac.compare_digest(expected, token.strip().encode()) else None
 
 
 def unsubscribe_token(secret: bytes, subscriber_id: str) -> str:
