@@ -239,6 +239,8 @@ class DeliveryConfig(Strict):
     first_retry: Duration = timedelta(minutes=1)
     max_retry: Duration = timedelta(hours=4)
     sending_timeout: Duration = timedelta(minutes=10)
+    # An alert for a post older than this says so in its subject ("posted 10 days ago").
+    stale_alert_after: Duration = timedelta(hours=6)
 
 
 class WebConfig(Strict):

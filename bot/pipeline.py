@@ -204,7 +204,7 @@ class Pipeline:
                 if row.id not in result.held:
                     row.routed_at = now
             escalate(session, self.loaded, now)
-            release_student_items(session, now)
+            release_student_items(session, now, self.loaded)
         return result
 
     def deliver(self, *, force: bool = False) -> FlushResult:

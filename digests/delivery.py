@@ -316,7 +316,9 @@ def build_digest(
     items.sort(
         key=lambda it: (
             order.get(it.urgency or "routine", 3),
-            it.urgency_label == "urgent_unsure",  # confident urgent cases first
+            # Urgent cases by their probability of urgency (the sure ones first), so a
+            # borderline form question never leads before a suicidal patient.
+            -(it.urgency_score or 0.0) if it.urgency == "urgent" else 0.0,
             -it.created_at.timestamp(),
         )
     )
@@ -338,6 +340,7 @@ def build_digest(
         specialties=spec.replace(",", ", "),
         message_key=key,
         generated_at=now,
+        stale_after=loaded.config.delivery.stale_alert_after,
     )
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from .i18n import specialty_name, strings
+from .i18n import age_text, specialty_name, strings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_ITEM_CHARS = 600  # a digest item shows at most this much of a post
@@ -68,6 +68,12 @@ class Digest:
     specialties: str = ""
     message_key: str = ""
     generated_at: datetime | None = None
+    # An alert for a post older than this says how old in its subject (None: never).
+    stale_after: timedelta | None = None
+
+    def age_seconds(self, item: DigestItem) -> float:
+        now = self.generated_at or datetime.now(UTC)
+        return (now - item.created_at).total_seconds()
 
     @property
     def all_items(self) -> list[DigestItem]:
@@ -144,6 +150,7 @@ def _context(digest: Digest) -> dict:
         "spec": lambda sp: specialty_name(lang, sp),
         "urgency_word": lambda it: s[it.urgency_label],
         "color": lambda u: URGENCY_COLORS.get(u or "routine", "#607d8b"),
+        "age": lambda it: age_text(lang, digest.age_seconds(it)),
         "count": len(digest.items) + len(digest.answered) + digest.more,
     }
 
@@ -155,9 +162,11 @@ def subject(digest: Digest) -> str:
         key = {"urgent": "subject_alert", "urgent_unsure": "subject_alert_unsure"}.get(
             first.urgency_label, "subject_alert_soon"
         )
-        return one_line(
-            s[key].format(specialty=specialty_name(digest.language, first.specialty)), 120
-        )
+        text = s[key].format(specialty=specialty_name(digest.language, first.specialty))
+        age = digest.age_seconds(first)
+        if digest.stale_after is not None and age >= digest.stale_after.total_seconds():
+            text = s["subject_stale"].format(subject=text, age=age_text(digest.language, age))
+        return one_line(text, 120)
     count = len(digest.items) + len(digest.answered) + digest.more
     key = "subject_student" if digest.kind == "student" else "subject_digest"
     return one_line(s[key].format(count=count), 120)

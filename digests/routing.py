@@ -141,7 +141,9 @@ def due_time(
 ) -> tuple[str, datetime]:
     """('alert' | 'digest' | 'student', when it may go out)."""
     if reason == "student":
-        return "student", post.created_at + STUDENT_DELAY
+        # Unanswered cases go out in the first digest 24 h after the post (earlier once
+        # answered, see release_student_items), always on the student's own schedule.
+        return "student", next_digest_time(sub, max(now, post.created_at + STUDENT_DELAY))
     if sub.immediate != "never" and urgency_at_least(c.urgency, sub.immediate):
         urgent_passes = c.urgency == "urgent" and sub.urgent_overrides_quiet
         if in_quiet_hours(sub, now) and not urgent_passes:
@@ -305,8 +307,11 @@ def escalate(session: Session, loaded: LoadedConfig, now: datetime) -> int:
     return added
 
 
-def release_student_items(session: Session, now: datetime) -> int:
-    """Student items go out once the case is answered (or 24 h old, their default due time)."""
+def release_student_items(
+    session: Session, now: datetime, loaded: LoadedConfig | None = None
+) -> int:
+    """Answered cases go out in the student's next digest (unanswered ones wait 24 h)."""
+    subs = {s.key: s for s in loaded.config.subscribers} if loaded is not None else {}
     rows = session.scalars(
         select(DeliveryRow)
         .join(PostRow, PostRow.id == DeliveryRow.post_id)
@@ -319,5 +324,15 @@ def release_student_items(session: Session, now: datetime) -> int:
         )
     ).all()
     for row in rows:
-        row.due_at = now
+        sub = subs.get(row.subscriber_id)
+        release = next_digest_time(sub, now) if sub is not None else now
+        if release < _aware(row.due_at):
+            row.due_at = release
     return len(rows)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes (stored in UTC)."""
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
