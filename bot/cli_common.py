@@ -30,8 +30,9 @@ def load(config_path: str) -> LoadedConfig:
 
 
 def open_db(loaded: LoadedConfig, *, upgrade: bool = True) -> Database:
-    """Open the configured database, migrating it to the newest schema first."""
-    db = Database(loaded.config.database.url)
+    """Open the configured database, migrating it to the newest schema first (without
+    `upgrade`: read only, e.g. `status`)."""
+    db = Database(loaded.config.database.url, read_only=not upgrade)
     if upgrade:
         db.upgrade()
     return db

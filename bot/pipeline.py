@@ -207,7 +207,13 @@ class Pipeline:
             release_student_items(session, now, self.loaded)
         return result
 
-    def deliver(self, *, force: bool = False) -> FlushResult:
+    def deliver(self, *, force: bool = False, channel: str | None = None) -> FlushResult:
+        """Send what is due (only on `channel` when given: each channel has its own job)."""
+        if channel is not None:
+            return flush(
+                self.db, self.loaded, {channel: self.channels[channel]}, self.clock(),
+                force=force, only_channel=channel,
+            )  # fmt: skip
         return flush(self.db, self.loaded, self.channels, self.clock(), force=force)
 
     def cycle(self, *, force_flush: bool = False, collect: bool = True) -> CycleSummary:
