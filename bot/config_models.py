@@ -248,6 +248,13 @@ class WebConfig(Strict):
     secret: str | None = None
 
 
+class MonitoringConfig(Strict):
+    """`run` serves /healthz and Prometheus /metrics here (no port: not served)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+
 class Config(Strict):
     version: Literal[1]
     database: DatabaseConfig = DatabaseConfig()
@@ -258,6 +265,7 @@ class Config(Strict):
     classifier: ClassifierConfig = ClassifierConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     web: WebConfig = WebConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     blocked_authors: list[str] = []
     only_known_authors: bool = False
     known_authors: list[str] = []

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from .config import LoadedConfig, load_config
 from .errors import ConfigError
+from .ops import Metrics, OpsServer, health_problems
 from .pipeline import Pipeline
 from .preflight import preflight
 from .storage.db import Database
@@ -48,6 +50,8 @@ class BotRunner:
         self._in_use: dict[int, int] = {}
         self._retired: dict[int, Pipeline] = {}
         self.pipeline = Pipeline(loaded, db, classifier=classifier)
+        self.metrics = Metrics(self.source_health, db, lambda: self.pipeline.clock())
+        self.ops: OpsServer | None = None
         self.scheduler = BlockingScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=32)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
@@ -113,13 +117,36 @@ class BotRunner:
 
     def _classify_and_route(self, pipeline: Pipeline) -> None:
         with self.stage_lock:
-            pipeline.classify_pending()
-            pipeline.route()
+            self.metrics.classified.inc(pipeline.classify_pending())
+            self.metrics.routed.inc(pipeline.route().requests)
+
+    def source_health(self) -> list:
+        from .storage import cursors
+
+        pipeline = self.pipeline
+        limits = {c.key: c.source.unhealthy_after for c in pipeline.collectors}
+        with self.db.session() as session:
+            return cursors.health(session, limits, pipeline.clock())
+
+    def start_ops(self) -> OpsServer | None:
+        """Serve /healthz and /metrics when `monitoring.port` is set."""
+        cfg = self.loaded.config.monitoring
+        if cfg.port is None or self.ops is not None:
+            return self.ops
+        problems = partial(health_problems, self.db, self.source_health)
+        self.ops = OpsServer(cfg.host, cfg.port, problems, self.metrics).start()
+        log.info("health and metrics on http://%s:%d/", cfg.host, self.ops.port)
+        return self.ops
 
     def collect_one(self, collector) -> None:
         with self._using() as pipeline:
             try:
                 runs = pipeline.collect([collector])
+                for run in runs:
+                    labels = (collector.network, collector.key)
+                    self.metrics.collected.labels(*labels).inc(len(run.new))
+                    if run.error:
+                        self.metrics.source_failures.labels(*labels).inc()
                 self._classify_and_route(pipeline)
                 new = sum(len(r.new) for r in runs)
                 if new:
@@ -143,6 +170,9 @@ class BotRunner:
             try:
                 self._classify_and_route(pipeline)  # streamed posts, escalations
                 result = pipeline.deliver(channel=name)
+                self.metrics.delivered.labels(name).inc(result.messages)
+                self.metrics.items_failed.labels(name).inc(result.failed)
+                self.metrics.items_retrying.labels(name).inc(result.retrying)
                 if result.messages:
                     self.echo(f"{result.messages} messages sent by {name}")
             except Exception:  # noqa: BLE001
@@ -225,6 +255,7 @@ class BotRunner:
         self.echo("config reloaded")
 
     def run(self) -> None:
+        self.start_ops()
         self.schedule()
         try:
             self.scheduler.start()
@@ -233,3 +264,5 @@ class BotRunner:
         finally:
             self.stop_streams()
             self.pipeline.close()
+            if self.ops is not None:
+                self.ops.stop()
