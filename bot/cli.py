@@ -99,9 +99,11 @@ def run(once: bool, config_path: str) -> None:
     """
     from .pipeline import Pipeline
     from .preflight import preflight
+    from .runlock import lock_run
 
     loaded = load(config_path)
     _announce(loaded)
+    run_lock = lock_run(loaded.config.database.url)  # noqa: F841 - held until exit
     classifier = preflight(loaded)
     database = open_db(loaded)
     if once:

@@ -19,7 +19,7 @@ from bot.config import LoadedConfig
 from bot.errors import DocTocTocError
 from bot.storage import cursors
 from bot.storage.db import Database
-from bot.storage.locks import stage_lock
+from bot.storage.locks import SourceLocks, stage_lock
 from bot.storage.models import ClassificationRow, PostRow
 from digests.channels import Channel, build_channels
 from digests.delivery import FlushResult, flush
@@ -106,6 +106,7 @@ class Pipeline:
             channels if channels is not None else build_channels(loaded, base_dir=Path.cwd())
         )
         self.collectors = collectors if collectors is not None else self._build_collectors(sleep)
+        self.source_locks = SourceLocks(db.engine)
 
     def _build_collectors(self, sleep: Callable[[float], None]) -> list[Collector]:
         out = []
@@ -137,8 +138,12 @@ class Pipeline:
     # --- stages --------------------------------------------------------------------------
 
     def collect(self, collectors: list[Collector] | None = None) -> list[SourceRun]:
+        """Poll each source this process holds (PostgreSQL: one process per source)."""
         runs = []
         for collector in collectors if collectors is not None else self.collectors:
+            if not self.source_locks.hold(collector.key):
+                log.debug("%s is polled by another process", collector.key)
+                continue
             runs.append(run_source(self.db, collector, now=self.clock()))
         return runs
 
@@ -235,6 +240,7 @@ class Pipeline:
         return outbox.dir.rstrip("/") if outbox else None
 
     def close(self) -> None:
+        self.source_locks.release_all()
         for collector in self.collectors:
             collector.close()
         for channel in self.channels.values():

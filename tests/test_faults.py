@@ -266,3 +266,23 @@ def test_classify_accepts_config(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["id"] == 1
+
+
+# --- operating it: one `run` per SQLite file ----------------------------------------------
+
+
+def test_a_second_run_on_the_same_sqlite_file_refuses_to_start(tmp_path, monkeypatch, capsys):
+    from bot.runlock import lock_run
+
+    path = demo_config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    first = lock_run("sqlite:///doctoctoc.db")  # a running bot
+    try:
+        with pytest.raises(SystemExit) as info:
+            cli_module.main(["run", "--once", "--config", str(path)])
+        assert info.value.code == 1
+        err = capsys.readouterr().err
+        assert f"pid {os.getpid()}" in err and "PostgreSQL" in err
+    finally:
+        first.close()
+    assert doctoctoc("run", "--once", "--config", str(path), cwd=tmp_path).returncode == 0
