@@ -13,14 +13,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .cli_common import config_option, load, open_db
 from .errors import ConfigError, DocTocTocError, InputError
+from .logs import setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option("-v", "--verbose", is_flag=True, help="Show informational logs.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines for people (text) or one JSON object per line (json).",
+)
 @click.version_option(package_name="doctoctoc-bot")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: bool, log_format: str) -> None:
     """DocTocToc bot: collects #DocTocToc clinical questions, classifies them by
     specialty and urgency, and routes them to the clinicians who can answer.
 
@@ -29,7 +37,7 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(level, log_format)
 
 
 def _announce(loaded) -> None:

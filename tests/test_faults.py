@@ -286,3 +286,45 @@ def test_a_second_run_on_the_same_sqlite_file_refuses_to_start(tmp_path, monkeyp
     finally:
         first.close()
     assert doctoctoc("run", "--once", "--config", str(path), cwd=tmp_path).returncode == 0
+
+
+# --- operating it: logs -------------------------------------------------------------------
+
+
+def test_log_format_json_gives_one_object_per_line_without_secrets(tmp_path):
+    path = demo_config(tmp_path)
+    text = path.read_text().replace(
+        "channels:\n",
+        f"channels:\n  smtp:\n    host: 127.0.0.1\n    port: {free_port()}\n"
+        "    security: none\n    sender: bot@example.org\n    username: bot\n"
+        "    password: ${SMTP_PASSWORD}\n    timeout: 2s\n",
+        1,
+    )
+    path.write_text(text.replace("deliver_by: [outbox]", "deliver_by: [smtp]", 1))
+    secret = "hunter2-very-secret"
+    result = doctoctoc(
+        "--log-format", "json", "-v", "run", "--once", "--config", str(path),
+        cwd=tmp_path, env={"SMTP_PASSWORD": secret},
+    )  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if line.startswith("{")]
+    assert lines, result.stderr
+    entries = [json.loads(line) for line in lines]
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+    assert any("will retry" in e["message"] for e in entries)  # the SMTP server is down
+    assert secret not in result.stderr and secret not in result.stdout
+
+
+def test_secrets_are_masked_in_every_log_line(capsys):
+    from bot import logs
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    logs.register_secrets(["tok-123456"])
+    try:
+        logs.setup_logging(logging.INFO, "text")
+        logging.getLogger("bot.test").warning("request failed with token %s", "tok-123456")
+        err = capsys.readouterr().err
+    finally:
+        logs._SECRETS.discard("tok-123456")
+        root.handlers[:], root.level = saved
+    assert "tok-123456" not in err and "[redacted]" in err
