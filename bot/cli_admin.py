@@ -186,4 +186,14 @@ def block(handle: str, undo: bool, config_path: str) -> None:
             click.echo(f"{key} blocked: posts kept, never routed")
 
 
-COMMANDS = [export, status, unsubscribe, block]
+@click.command()
+@config_option
+def purge(config_path: str) -> None:
+    """Apply the retention rules now (`run` does it every night at 03:17 UTC)."""
+    from .retention import purge as run_purge
+
+    loaded = load(config_path)
+    click.echo(run_purge(open_db(loaded), loaded, datetime.now(UTC)).line())
+
+
+COMMANDS = [export, status, unsubscribe, block, purge]

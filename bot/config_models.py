@@ -248,6 +248,13 @@ class WebConfig(Strict):
     secret: str | None = None
 
 
+class RetentionConfig(Strict):
+    """How long raw payloads and the delivery log are kept (purged nightly)."""
+
+    raw_payloads: Duration = timedelta(days=30)
+    delivery_log: Duration = timedelta(days=180)
+
+
 class MonitoringConfig(Strict):
     """`run` serves /healthz and Prometheus /metrics here (no port: not served)."""
 
@@ -266,6 +273,7 @@ class Config(Strict):
     delivery: DeliveryConfig = DeliveryConfig()
     web: WebConfig = WebConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    retention: RetentionConfig = RetentionConfig()
     blocked_authors: list[str] = []
     only_known_authors: bool = False
     known_authors: list[str] = []

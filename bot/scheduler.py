@@ -90,6 +90,17 @@ class BotRunner:
         self.scheduler.add_job(
             self.reload_config, "interval", seconds=CONFIG_CHECK_EVERY_S, id="config"
         )
+        self.scheduler.add_job(self.purge, "cron", hour=3, minute=17, id="purge")
+
+    def purge(self) -> None:
+        """Nightly retention purge (see bot/retention.py)."""
+        from .retention import purge
+
+        with self._using() as pipeline:
+            try:
+                log.info(purge(self.db, pipeline.loaded, pipeline.clock()).line())
+            except Exception:  # noqa: BLE001
+                log.exception("retention purge failed")
 
     @contextmanager
     def _using(self) -> Iterator[Pipeline]:
