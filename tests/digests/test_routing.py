@@ -166,6 +166,8 @@ def test_students_get_cases_once_answered_with_answers_and_hidden_authors(tmp_pa
         store_posts(s, [reply])
     out = tmp_path / "outbox"
     run(loaded, db, T0 + timedelta(hours=2))
+    assert [d[4] for d in deliveries(db)] == ["pending"]  # answered: waits for 07:30 (Paris)
+    run(loaded, db, T0 + timedelta(hours=22))  # 08:00 in Paris the next day
     [eml] = list(out.glob("*.eml")) if out.exists() else [None]
     body = eml.read_text()
     assert "Granulome annulaire probable" in body and "Secret" not in body
