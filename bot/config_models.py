@@ -205,6 +205,10 @@ class DeliveryConfig(Strict):
 class WebConfig(Strict):
     public_url: str = "http://localhost:8080"
     secret: str | None = None
+    # `doctoctoc web` listens here; `serve: true` also serves it inside `doctoctoc run`.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    serve: bool = False
 
 
 class Config(Strict):
