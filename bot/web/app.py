@@ -30,7 +30,7 @@ from classifiers.labels import SPECIALTIES, URGENCIES
 from digests.i18n import specialty_name
 from digests.render import TEMPLATES as DIGEST_TEMPLATES
 from digests.render import clean_text
-from digests.tokens import resolve_secret, sign, verify
+from digests.tokens import resolve_secret, verify, viewer_token
 
 from .similar import SimilarCases
 from .texts import pick_language, texts
@@ -407,7 +407,7 @@ class WebApp:
         return await self.case_list(request)
 
     def viewer_token(self, subscriber_id: str) -> str:
-        return sign(self.secret, "viewer", subscriber_id)
+        return viewer_token(self.secret, subscriber_id)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
