@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, case, func, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Integer, func, literal_column, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -61,11 +61,14 @@ def _latest_id() -> Any:
 
 
 def _live_case() -> list[ColumnElement[bool]]:
+    # coalesce(...) = 0 rather than IS NULL: SQLite would otherwise walk the (mostly NULL)
+    # answer_to_id / duplicate_of_id indexes and sort every case, instead of reading the
+    # created_at index newest first and stopping after one page (1.5 s -> 1 ms at 100,000).
     return [
         PostRow.deleted.is_(False),
-        PostRow.answer_to_id.is_(None),
+        func.coalesce(PostRow.answer_to_id, 0) == 0,
         PostRow.reply_to.is_(None),
-        PostRow.duplicate_of_id.is_(None),
+        func.coalesce(PostRow.duplicate_of_id, 0) == 0,
     ]
 
 
@@ -117,19 +120,39 @@ def list_cases(session: Session, f: CaseFilters) -> CasePage:
     words = fts_terms(f.q)
     if words:
         query = query.where(_search(session, words))
-    if f.sort == "urgent":
-        rank = case(
-            (ClassificationRow.urgency == "urgent", 0),
-            (ClassificationRow.urgency == "soon", 1),
-            else_=2,
-        )
-        query = query.order_by(rank, PostRow.created_at.desc(), PostRow.id.desc())
-    else:
-        query = query.order_by(PostRow.created_at.desc(), PostRow.id.desc())
     page = max(1, f.page)
-    rows = session.execute(query.offset((page - 1) * f.per_page).limit(f.per_page + 1)).all()
-    cases = [(p, c) for p, c in rows]
-    return CasePage(cases=cases[: f.per_page], page=page, has_next=len(cases) > f.per_page)
+    offset, wanted = (page - 1) * f.per_page, f.per_page + 1
+    if f.sort == "urgent" and not f.urgency:
+        rows = _urgent_first(session, query, offset, wanted)
+    else:
+        rows = _newest(session, query, offset, wanted)
+    return CasePage(cases=rows[: f.per_page], page=page, has_next=len(rows) > f.per_page)
+
+
+def _newest(session: Session, query: Any, offset: int, limit: int) -> list[Any]:
+    ordered = query.order_by(PostRow.created_at.desc(), PostRow.id.desc())
+    return [(p, c) for p, c in session.execute(ordered.offset(offset).limit(limit)).all()]
+
+
+def _urgent_first(session: Session, query: Any, offset: int, limit: int) -> list[Any]:
+    """Urgent, then soon, then the rest, each newest first: one index walk per section
+    (a single ORDER BY urgency would sort every case); a section is counted only when a deep
+    page starts beyond it."""
+    u = ClassificationRow.urgency
+    sections = [u == "urgent", u == "soon", or_(u.is_(None), u.not_in(["urgent", "soon"]))]
+    rows: list[Any] = []
+    for section in sections:
+        part = query.where(section)
+        got = _newest(session, part, offset, limit - len(rows))
+        if not got and offset:
+            size = session.scalar(select(func.count()).select_from(part.subquery())) or 0
+            offset = max(0, offset - size)
+            continue
+        rows += got
+        offset = 0
+        if len(rows) >= limit:
+            break
+    return rows
 
 
 def get_post(session: Session, post_id: int) -> PostRow | None:

@@ -429,6 +429,16 @@ def test_search_and_filters_on_each_backend(any_db):
         page = store.list_cases(s, store.CaseFilters(sort="urgent", per_page=2))
         assert [p.id for p, _ in page.cases] == [ids["stemi"], ids["eczema2"]] and page.has_next
         assert store.list_cases(s, store.CaseFilters(q="mélanome")).cases == []  # deleted
+        walked = [
+            [
+                p.id
+                for p, _ in store.list_cases(
+                    s, store.CaseFilters(sort="urgent", per_page=1, page=n)
+                ).cases
+            ]
+            for n in range(1, 6)
+        ]  # deep pages start past the urgent and soon sections
+        assert walked == [[ids["stemi"]], [ids["eczema2"]], [ids["eczema"]], [ids["english"]], []]
         assert store.claim_token(s, "correct", "tok", T0) is True
     with any_db.session() as s:
         assert store.claim_token(s, "correct", "tok", T0) is False
