@@ -90,11 +90,15 @@ class SourceConfig(Strict):
     appview_url: Annotated[str, AfterValidator(_check_http_url)] | None = DEFAULT_APPVIEW
     # X: stop before spending more reads than this per calendar month.
     monthly_read_budget: int | None = Field(default=None, ge=0)
+    # First run only (no cursor yet): also read posts this far back (README: sources[]).
+    backfill: Duration | None = None
 
     @model_validator(mode="after")
     def _needs_url(self) -> SourceConfig:
         if self.network in ("mastodon", "replay") and not self.url:
             raise ValueError(f"a {self.network} source needs 'url'")
+        if self.network == "x" and self.backfill and self.backfill > timedelta(days=7):
+            raise ValueError("backfill: X's recent search reaches back 7 days at most (7d)")
         return self
 
     @property
