@@ -129,6 +129,11 @@ def run(once: bool, config_path: str) -> None:
         return
     from .scheduler import BotRunner
 
+    if loaded.config.web.serve:
+        from .web.server import serve_in_thread
+
+        serve_in_thread(loaded, database)
+        click.echo(f"web app on http://{loaded.config.web.host}:{loaded.config.web.port}")
     click.echo(f"doctoctoc running on {loaded.path} (Ctrl-C to stop)")
     BotRunner(loaded, database, echo=click.echo, classifier=classifier).run()
 
@@ -217,7 +222,7 @@ def classify(file: Any, model: str | None, config_path: str) -> None:
 def _register_optional() -> None:
     from importlib import import_module
 
-    for module in ("bot.cli_admin", "bot.cli_classifier"):
+    for module in ("bot.cli_admin", "bot.cli_classifier", "bot.cli_web"):
         try:
             mod = import_module(module)
         except ModuleNotFoundError as exc:

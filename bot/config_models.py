@@ -78,11 +78,15 @@ class _SourceBase(Strict):
     timeout: Duration = timedelta(seconds=30)
     retries: int = Field(default=3, ge=0, le=10)
     unhealthy_after: Duration = timedelta(minutes=30)
+    # First run only (no cursor yet): also read posts this far back (README: sources[]).
+    backfill: Duration | None = None
 
     @model_validator(mode="after")
     def _needs_url(self) -> _SourceBase:
         if self.network in ("mastodon", "replay") and not self.url:
             raise ValueError(f"a {self.network} source needs 'url'")
+        if self.network == "x" and self.backfill and self.backfill > timedelta(days=7):
+            raise ValueError("backfill: X's recent search reaches back 7 days at most (7d)")
         return self
 
     @property
@@ -246,6 +250,10 @@ class DeliveryConfig(Strict):
 class WebConfig(Strict):
     public_url: str = "http://localhost:8080"
     secret: str | None = None
+    # `doctoctoc web` listens here; `serve: true` also serves it inside `doctoctoc run`.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    serve: bool = False
 
 
 class RetentionConfig(Strict):

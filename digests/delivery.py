@@ -27,7 +27,7 @@ from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
 from .channels.base import Channel, SendResult
 from .render import Digest, DigestItem
 from .routing import active_subscribers, latest_classification
-from .tokens import correction_token, resolve_secret, unsubscribe_token
+from .tokens import correction_token, resolve_secret, unsubscribe_token, viewer_token
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,8 @@ def build_digest(
         items=shown,
         answered=answered[: max(0, sub.max_items - len(shown))],
         more=more,
-        more_url=f"{public}/cases?specialty={spec}",
+        more_url=f"{public}/cases?specialty={spec}"
+        + (f"&v={viewer_token(secret, sub.key)}" if sub.hide_authors else ""),
         unsubscribe_url=f"{public}/unsubscribe/{unsubscribe_token(secret, sub.key)}",
         specialties=spec.replace(",", ", "),
         message_key=key,

@@ -63,3 +63,8 @@ def unsubscribe_token(secret: bytes, subscriber_id: str) -> str:
 
 def correction_token(secret: bytes, post_id: int, subscriber_id: str) -> str:
     return sign(secret, "correct", f"{post_id}:{subscriber_id}")
+
+
+def viewer_token(secret: bytes, subscriber_id: str) -> str:
+    """Carried by a digest's web links (`v=`): the web app applies the subscriber's hide_authors."""
+    return sign(secret, "viewer", subscriber_id)

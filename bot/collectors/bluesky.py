@@ -152,6 +152,8 @@ class BlueskyCollector(Collector):
         client = self._login()
         since_dt = parse_time(since) if since else None
         stop_at = since_dt - self.search_overlap if since_dt else None
+        if since_dt is None and self.source.backfill:  # first run: as far back as asked
+            stop_at = self.clock() - self.source.backfill
         newest = since_dt
         for tag in self.hashtags:
             page_cursor: str | None = None

@@ -45,7 +45,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -75,6 +75,7 @@ MAX_PAGES = 500  # per hashtag and cycle; the rest waits for the next cycle
 RATE_LIMIT = 300  # requests ...
 RATE_WINDOW = 300.0  # ... per 5 minutes
 MAX_CASES = 20  # cases followed (status + context) per cycle
+BACKFILL_MAX_PAGES = 250  # first-run backfill: 10,000 statuses per tag, under 300 requests / 5 min
 LOOKBACK_EVERY = timedelta(minutes=15)  # newest page re-read for late, backdated statuses
 CASE_WINDOW = timedelta(hours=48)
 
@@ -290,11 +291,7 @@ class MastodonCollector(Collector):
         else:
             batch = self._timeline(tag)
             older = [batch]
-            while (
-                len(older) < self.first_run_pages
-                and older[-1]
-                and hasattr(older[-1], "_pagination_next")
-            ):
+            while older[-1] and hasattr(older[-1], "_pagination_next") and self._wants_older(older):
                 older.append(self._older(tag, older[-1]))
             for extra in reversed(older[1:]):
                 if extra:
@@ -308,6 +305,16 @@ class MastodonCollector(Collector):
         last = self._looked_back.setdefault(key, self.clock())  # first look: one period on
         if since is not None and self.clock() - last >= self.lookback_every:
             yield self._lookback(tag, key, state)
+
+    def _wants_older(self, pages: list[list[Any]]) -> bool:
+        """First run: `first_run_pages`, or older pages until `backfill` is covered (bounded)."""
+        if len(pages) < self.first_run_pages:
+            return True
+        backfill = self.source.backfill
+        if backfill is None or len(pages) >= BACKFILL_MAX_PAGES:
+            return False
+        dates = [d for d in (_created(item) for item in pages[-1]) if d is not None]
+        return bool(dates) and min(dates) > self.clock() - backfill
 
     def _lookback(self, tag: str, key: str, state: dict[str, str]) -> Page:
         """The newest page again, keeping what sorts at or before the cursor (late statuses)."""
@@ -436,3 +443,15 @@ class MastodonCollector(Collector):
         self._gone.clear()
         self._seen.clear()
         return gone
+
+
+def _created(item: Any) -> datetime | None:
+    value = item.get("created_at") if isinstance(item, dict) else None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -119,7 +119,11 @@ class XCollector(Collector):
         newest = _as_id(cursor)
         since = self._since(newest)
         search = self._searcher("search")
-        for response in tweepy.Paginator(search, self.query, since_id=since, **FIELDS):
+        window: dict[str, str] = {}
+        if newest is None and self.source.backfill:  # first run: only as far back as asked
+            start = self.clock() - min(self.source.backfill, SEARCH_WINDOW - timedelta(minutes=1))
+            window["start_time"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for response in tweepy.Paginator(search, self.query, since_id=since, **window, **FIELDS):
             page = self._page(response, self._matches)
             newest = max(newest or 0, _newest(response)) or None
             yield page

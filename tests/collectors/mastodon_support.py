@@ -27,7 +27,8 @@ def collector(
     fake: FakeMastodon, clock: FakeClock, *, tags: list[str] | None = None, **kwargs: Any
 ) -> MastodonCollector:
     """A collector of `fake`: SourceConfig fields (timeout, retries, name, stream) or options."""
-    config = {k: kwargs.pop(k) for k in ("timeout", "retries", "name", "stream") if k in kwargs}
+    keys = ("timeout", "retries", "name", "stream", "backfill")
+    config = {k: kwargs.pop(k) for k in keys if k in kwargs}
     source = SourceConfig(
         network="mastodon", url=fake.url, **{"retries": 2, "timeout": 5, **config}
     )

@@ -247,3 +247,12 @@ def test_thread_of_a_deleted_case_is_skipped(db, api, clock):
     api.delete(case)
     run = run_source(db, collector(api, clock), now=NOW)
     assert run.error is None and rows(db)[case].deleted
+
+
+def test_backfill_stops_the_first_search_at_its_age(db, api, clock):
+    recent = [add(api, n) for n in range(1, 31)]  # 1 to 30 minutes before BASE_TIME
+    old = [add(api, n) for n in range(200, 230)]  # over 3 hours before
+    clock.now = NOW
+    first = run_source(db, collector(api, clock, backfill="2h"), now=NOW, follow=False)
+    assert first.error is None and set(rows(db)) == set(recent)
+    assert not set(old) & set(rows(db))

@@ -353,3 +353,23 @@ def test_a_status_the_instance_fetched_late_is_found_by_the_lookback(db, server,
     assert [r.params.get("min_id") for r in server.timeline_requests()] == [recent["id"], None]
     assert [r.native_id for r in rows(db) if r.id in looked.new] == [late["id"]]
     assert cursor_of(db, coll) == {"doctoctoc": recent["id"]}  # the cursor did not move
+
+
+def test_backfill_reads_older_pages_on_the_first_run_until_it_is_covered(db, server, clock):
+    hourly = [
+        server.add_status(f"Cas {i} #DocTocToc", created_at=clock() - timedelta(hours=130 - i))
+        for i in range(130)
+    ]  # one an hour: the newest page of 40 covers 40 hours
+    coll = collector(server, clock, backfill=timedelta(days=3))
+    result = run(db, coll, clock, follow=False)
+    assert result.error is None and len(result.new) == 80  # 40 h, then 80 h >= 72 h: stop
+    assert [r.native_id for r in rows(db)] == [s["id"] for s in hourly[50:]]
+    assert cursor_of(db, coll) == {"doctoctoc": hourly[-1]["id"]}
+    server.requests.clear()
+    later = server.add_status("Nouveau #DocTocToc", created_at=clock())
+    assert (
+        len(run(db, collector(server, clock, backfill=timedelta(days=3)), clock, follow=False).new)
+        == 1
+    )
+    assert [r.params.get("min_id") for r in server.timeline_requests()] == [hourly[-1]["id"]]
+    assert later["id"] == rows(db)[-1].native_id

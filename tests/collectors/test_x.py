@@ -49,7 +49,14 @@ def make(
     hashtags: list[str] | None = None,
     **options: Any,
 ) -> XCollector:
-    source_keys = ("monthly_read_budget", "timeout", "retries", "hashtags", "bearer_token")
+    source_keys = (
+        "monthly_read_budget",
+        "timeout",
+        "retries",
+        "hashtags",
+        "bearer_token",
+        "backfill",
+    )
     settings = {"timeout": 5, "retries": 3, "bearer_token": server.token}
     settings.update({k: options.pop(k) for k in source_keys if k in options})
     source = SourceConfig(network="x", name="x-test", **settings)
@@ -399,3 +406,23 @@ def test_one_request_never_exceeds_the_remaining_budget(server, clock, db):
     assert "monthly read budget of 45 reached" in result.error
     assert [p["max_results"] for _, p in server.requests] == ["45"]
     assert len(rows(db)) == 30
+
+
+def test_backfill_bounds_the_first_run_only(server, clock, db):
+    old = server.add_tweet("Vieux cas #DocTocToc", created_at=clock.now - timedelta(days=3))
+    recent = server.add_tweet("Cas récent #DocTocToc", created_at=clock.now - timedelta(hours=20))
+    collector = make(server, clock, db, backfill=timedelta(days=1))
+    assert run(db, collector, clock).error is None
+    assert [r.native_id for r in rows(db)] == [recent]  # older than 1 day: not read
+    assert server.requests[0][1]["start_time"] == "2026-11-26T08:00:00Z"
+    server.requests.clear()
+    clock.advance(minutes=5)
+    later = server.add_tweet("Nouveau cas #DocTocToc")
+    assert run(db, collector, clock).error is None
+    assert "start_time" not in server.requests[0][1]  # later runs follow the cursor
+    assert {r.native_id for r in rows(db)} == {recent, later} and old not in cursor(db)
+
+
+def test_x_backfill_beyond_the_search_window_is_a_config_error():
+    with pytest.raises(ValueError, match="7 days"):
+        SourceConfig(network="x", bearer_token="t", backfill="8d")

@@ -306,6 +306,11 @@ class FakeXServer:
         if since and _snowflake_time(since) < self.clock() - timedelta(days=7):
             message = f"Invalid 'since_id':'{since}'. 'since_id' must be a tweet id created after the last 7 days."
             return 400, _invalid("since_id", str(since), message)
+        if params.get("start_time"):  # RFC 3339; tweets from then on (ids are time-ordered)
+            start_at = datetime.fromisoformat(params["start_time"].replace("Z", "+00:00"))
+            if start_at < self.clock() - timedelta(days=7):
+                return 400, _invalid("start_time", params["start_time"], "start_time too old")
+            since = max(since, snowflake(start_at) - 1)
         tags = [_fold(f"#{t}") for t in _TAG.findall(query)]
         conversations = set(re.findall(r"conversation_id:(\d+)", query))
         no_retweets = "-is:retweet" in query

@@ -1,0 +1,153 @@
+"""Words of the web pages in French and English, on top of the digests' (digests.i18n)."""
+
+from __future__ import annotations
+
+from digests.i18n import strings as digest_strings
+
+WEB = {
+    "fr": {
+        "title": "Cas #DocTocToc",
+        "cases": "Cas",
+        "filters": "Filtrer",
+        "specialty": "Spécialité",
+        "urgency": "Urgence",
+        "network": "Réseau",
+        "language": "Langue",
+        "answered": "Réponses",
+        "answered_yes": "avec réponse",
+        "answered_no": "sans réponse",
+        "any": "tous",
+        "from": "Du",
+        "to": "Au",
+        "search": "Rechercher",
+        "sort": "Ordre",
+        "sort_newest": "les plus récents",
+        "sort_urgent": "les plus urgents",
+        "apply": "Appliquer",
+        "no_cases": "Aucun cas ne correspond.",
+        "previous": "Page précédente",
+        "next": "Page suivante",
+        "page": "Page {page}",
+        "case": "Cas n° {id}",
+        "posted": "Publié le",
+        "author": "Auteur",
+        "labels": "Classement",
+        "score": "score",
+        "urgency_score": "probabilité d'urgence",
+        "answers": "Réponses ({count})",
+        "similar": "Cas passés similaires",
+        "similarity": "similarité",
+        "no_similar": "Aucun cas similaire pour l'instant.",
+        "back": "Tous les cas",
+        "feed": "Flux Atom",
+        "gone": "Ce message a été supprimé par son auteur : il n'est plus affiché.",
+        "not_found": "Page introuvable.",
+        "bad_link": "Ce lien n'est pas valide (incomplet, modifié ou d'une autre adresse).",
+        "unsub_title": "Se désabonner",
+        "unsub_question": "Ne plus recevoir aucun message du bot #DocTocToc ({name}) ?",
+        "unsub_button": "Me désabonner",
+        "unsub_done": "C'est fait : {name} ne recevra plus aucun message.",
+        "correct_title": "Corriger le classement",
+        "correct_intro": "Le bot a classé ce message ainsi. Choisissez le bon classement :",
+        "is_request": "C'est une demande d'aide",
+        "not_request": "Ce n'est pas une demande d'aide",
+        "keep": "(inchangé)",
+        "save": "Enregistrer la correction",
+        "correct_done": "Merci : correction enregistrée. Le prochain entraînement (`doctoctoc train`) en tiendra compte.",
+        "correct_used": "Ce lien de correction a déjà servi : la correction est enregistrée.",
+        "nothing": "Choisissez au moins une spécialité, une urgence ou « pas une demande ».",
+        "admin": "Administration",
+        "sources": "Sources",
+        "healthy": "en bonne santé",
+        "unhealthy": "EN PANNE",
+        "retrying": "réessaie",
+        "deliveries": "Envois",
+        "attention": "Envois en échec ou en nouvelle tentative",
+        "corrections": "Corrections récentes",
+        "uncertain": "incertain",
+        "photo": "Photo",
+        "original": "Voir le message d'origine",
+    },
+    "en": {
+        "title": "#DocTocToc cases",
+        "cases": "Cases",
+        "filters": "Filter",
+        "specialty": "Specialty",
+        "urgency": "Urgency",
+        "network": "Network",
+        "language": "Language",
+        "answered": "Replies",
+        "answered_yes": "answered",
+        "answered_no": "unanswered",
+        "any": "any",
+        "from": "From",
+        "to": "To",
+        "search": "Search",
+        "sort": "Order",
+        "sort_newest": "newest first",
+        "sort_urgent": "most urgent first",
+        "apply": "Apply",
+        "no_cases": "No case matches.",
+        "previous": "Previous page",
+        "next": "Next page",
+        "page": "Page {page}",
+        "case": "Case #{id}",
+        "posted": "Posted",
+        "author": "Author",
+        "labels": "Labels",
+        "score": "score",
+        "urgency_score": "urgency probability",
+        "answers": "Replies ({count})",
+        "similar": "Similar past cases",
+        "similarity": "similarity",
+        "no_similar": "No similar case yet.",
+        "back": "All cases",
+        "feed": "Atom feed",
+        "gone": "This post was deleted by its author: it is no longer shown.",
+        "not_found": "Page not found.",
+        "bad_link": "This link is not valid (incomplete, altered or from another site).",
+        "unsub_title": "Unsubscribe",
+        "unsub_question": "Stop receiving any message from the #DocTocToc bot ({name})?",
+        "unsub_button": "Unsubscribe me",
+        "unsub_done": "Done: {name} will receive no more messages.",
+        "correct_title": "Correct the labels",
+        "correct_intro": "The bot labelled this post as follows. Choose the right labels:",
+        "is_request": "It is a request for help",
+        "not_request": "It is not a request for help",
+        "keep": "(unchanged)",
+        "save": "Save the correction",
+        "correct_done": "Thank you: correction recorded. The next training (`doctoctoc train`) will learn from it.",
+        "correct_used": "This correction link was already used: the correction is recorded.",
+        "nothing": "Choose at least a specialty, an urgency or “not a request”.",
+        "admin": "Administration",
+        "sources": "Sources",
+        "healthy": "healthy",
+        "unhealthy": "UNHEALTHY",
+        "retrying": "retrying",
+        "deliveries": "Deliveries",
+        "attention": "Failed and retrying deliveries",
+        "corrections": "Recent corrections",
+        "uncertain": "uncertain",
+        "photo": "Photo",
+        "original": "Open the original post",
+    },
+}
+LANGS = ("fr", "en")
+
+
+def texts(lang: str) -> dict[str, str]:
+    """Digest words (urgency names...) plus the web's, in `lang` (English when unknown)."""
+    lang = lang if lang in WEB else "en"
+    return {**digest_strings(lang), **WEB[lang]}
+
+
+def pick_language(requested: str | None, preferred: str | None, accept: str) -> str:
+    """?hl= first, then the viewer's digest language, then Accept-Language, else French."""
+    for candidate in (requested, preferred):
+        if candidate in LANGS:
+            return candidate
+    for part in accept.split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in LANGS:
+            return code
+    return "fr"
