@@ -200,6 +200,14 @@ class Featurizer:
                 if label[0] in "LDGR":
                     know[label] = kget(label, 0.0) + 1.0
         labels = {k for k in know if k[0] == "G"}
+        if prep.expansions and any(label[0] == "Q" for label, _, _ in matches):
+            # a red flag's companion word may come from an expanded abbreviation ("8 SA")
+            matches = matches + [
+                (label, 0, 0)
+                for seq in prep.expansions
+                for label in matcher.labels(seq)
+                if label[0] == "N"
+            ]
         cues = self.cue_extractor.extract(prep, matches)
         feats.cues = cues
         feats.cue_counts = CueSummary(cues).counts()

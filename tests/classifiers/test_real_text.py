@@ -160,3 +160,50 @@ def test_each_real_file_teaches_only_the_heads_named_for_it(tmp_path):
     (tmp_path / "real" / "heads.yaml").write_text("ed: [colour]\n", encoding="utf-8")
     with pytest.raises(InputError, match="heads.yaml: ed"):
         load_extra(tmp_path)
+
+
+# --- the shipped model on the posts that issue 10 found dropped or under-triaged ----------
+
+RED_FLAG_CASES = [
+    ("#DocTocToc enfant 4 ans, stridor, bave, fièvre 39,5, assis penché en avant", "stridor"),
+    ("Homme 62 ans, oppression thoracique depuis 1 h, sueurs. ECG en PJ #DocTocToc",
+     "oppression thoracique"),
+    ("Patient with right hemiparesis, what do you think? #DocTocToc", "right hemiparesis"),
+    ("Femme 28 ans, 8 SA, métrorragies abondantes et douleur FID #DocTocToc", "métrorragies"),
+    ("Pt 70 yo, melena since this morning, BP 95/60 #DocTocToc", "melena"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "cue"), RED_FLAG_CASES)
+def test_a_current_red_flag_case_without_a_question_is_an_urgent_request(shipped, text, cue):
+    [c] = shipped.classify([text])
+    assert c.is_request, "a case presented under the hashtag is a request, question or not"
+    assert c.urgency == "urgent"
+    assert any(cue.lower() in shown.lower() for shown in c.cues), c.cues  # shown in digests
+
+
+def test_red_flag_words_outside_a_current_case_do_not_make_it_urgent(shipped):
+    quiz, past, congress = shipped.classify(
+        [
+            "Cas du jour pour les externes 🫀 ECG ci-dessous, homme 55 ans douleur thoracique. "
+            "Réponse et explications demain à 18h ! #DocTocToc",
+            "Pour ma culture : une patiente avait fait un AVC il y a 3 ans, on reprend la pilule ? "
+            "#DocTocToc",
+            "Congrès de la SFMU à Paris : douleur thoracique et AVC, inscrivez-vous ! #DocTocToc",
+        ]
+    )
+    assert quiz.urgency != "urgent" and past.urgency != "urgent"
+    assert not congress.is_request
+
+
+def test_an_ordinary_complaint_is_not_flagged_urgent(shipped):
+    results = shipped.classify(
+        [f"Patient with {c}, what do you think? #DocTocToc" for c in ("abd pain", "dizziness")]
+    )
+    assert [r.urgency for r in results] != ["urgent", "urgent"]
+    assert all(r.is_request for r in results)
+
+
+def test_a_procedure_report_gets_its_specialty_from_curated_vocabulary(shipped):
+    [c] = shipped.classify(["Left heart cath, selective coronary angiography, LV gram"], ["en"])
+    assert c.specialties[0]["id"] == "cardiology"
