@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -113,9 +113,30 @@ def upgrade(engine: Engine) -> None:
     from alembic import command
 
     try:
-        command.upgrade(alembic_config(engine), "head")
+        with _migration_lock(engine):
+            command.upgrade(alembic_config(engine), "head")
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate database {safe_url(str(engine.url))}: {exc}") from exc
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """PostgreSQL: processes starting together migrate one after the other (the second finds
+    the schema up to date) instead of both creating the tables."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    from .locks import lock_key
+
+    with engine.connect() as conn:
+        key = {"key": lock_key("migrate")}
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), key)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+            conn.commit()
 
 
 def current_tables(engine: Engine) -> list[str]:
