@@ -57,7 +57,7 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_reader_pragmas if read_only else _sqlite_pragmas)
         if not read_only:
             # Jobs write side by side (one per source and per channel). A deferred SQLite
             # transaction that read and then writes after another one committed fails at
@@ -88,6 +88,13 @@ def _create_private(path: Path) -> None:
         pass
     except OSError:
         pass  # read-only place: opening it will say so
+
+
+def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """A reader changes nothing: no journal mode switch (it would write)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
