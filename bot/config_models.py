@@ -248,7 +248,8 @@ class DeliveryConfig(Strict):
 
 
 class WebConfig(Strict):
-    public_url: str = "http://localhost:8080"
+    # Links in digests are built on it: http(s) only (never `javascript:`).
+    public_url: Annotated[str, AfterValidator(_check_http_url)] = "http://localhost:8080"
     secret: str | None = None
     # `doctoctoc web` listens here; `serve: true` also serves it inside `doctoctoc run`.
     host: str = "127.0.0.1"

@@ -27,6 +27,7 @@ def preflight(loaded: LoadedConfig, *, load_model: bool = True) -> Any:
             problems.append((("classifier", "model"), str(exc)))
     problems += _templates()
     problems += _replay_files(loaded)
+    problems += _dkim_key(loaded)
     if problems:
         name = str(loaded.path)
         raise ConfigError(
@@ -67,3 +68,24 @@ def _replay_files(loaded: LoadedConfig) -> list[tuple[tuple, str]]:
         except OSError as exc:
             out.append((("sources", i, "url"), f"cannot read replay file {path}: {exc.strerror}"))
     return out
+
+
+def _dkim_key(loaded: LoadedConfig) -> list[tuple[tuple, str]]:
+    """The DKIM key is PEM text or the path of a readable file."""
+    smtp = loaded.config.channels.smtp
+    if smtp is None or not smtp.dkim_private_key or not loaded.channel_enabled("smtp"):
+        return []
+    key = smtp.dkim_private_key
+    if "-----BEGIN" in key:
+        return []
+    try:
+        Path(key).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return [
+            (
+                ("channels", "smtp", "dkim_private_key"),
+                f"neither PEM text nor a readable file ({reason})",
+            )
+        ]
+    return []

@@ -328,3 +328,26 @@ def test_secrets_are_masked_in_every_log_line(capsys):
         logs._SECRETS.discard("tok-123456")
         root.handlers[:], root.level = saved
     assert "tok-123456" not in err and "[redacted]" in err
+
+
+def test_public_url_must_be_http(tmp_path):
+    text = GOOD + "web:\n  public_url: javascript:alert(1)\n"
+    [message] = errors_of(tmp_path, text, env={"MASTO_TOKEN": "x", "SMTP_PASSWORD": "y"})
+    assert "web.public_url" in message and "http" in message
+
+
+def test_check_config_reports_an_unreadable_dkim_key(tmp_path):
+    from bot.preflight import preflight
+
+    path = demo_config(tmp_path)
+    text = path.read_text().replace(
+        "channels:\n",
+        "channels:\n  smtp:\n    host: 127.0.0.1\n    sender: bot@example.org\n"
+        "    dkim_selector: s1\n    dkim_domain: example.org\n    dkim_private_key: ${DKIM}\n",
+        1,
+    )
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        preflight(load_config(path, env={"DKIM": "/nonexistent/dkim.pem"}), load_model=False)
+    assert "channels.smtp.dkim_private_key" in info.value.messages[0]
+    preflight(load_config(path, env={"DKIM": "-----BEGIN PRIVATE KEY-----\n..."}), load_model=False)

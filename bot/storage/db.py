@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,7 +57,7 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_reader_pragmas if read_only else _sqlite_pragmas)
         if not read_only:
             # Jobs write side by side (one per source and per channel). A deferred SQLite
             # transaction that read and then writes after another one committed fails at
@@ -90,6 +90,13 @@ def _create_private(path: Path) -> None:
         pass  # read-only place: opening it will say so
 
 
+def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """A reader changes nothing: no journal mode switch (it would write)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -113,9 +120,30 @@ def upgrade(engine: Engine) -> None:
     from alembic import command
 
     try:
-        command.upgrade(alembic_config(engine), "head")
+        with _migration_lock(engine):
+            command.upgrade(alembic_config(engine), "head")
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate database {safe_url(str(engine.url))}: {exc}") from exc
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """PostgreSQL: processes starting together migrate one after the other (the second finds
+    the schema up to date) instead of both creating the tables."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    from .locks import lock_key
+
+    with engine.connect() as conn:
+        key = {"key": lock_key("migrate")}
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), key)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+            conn.commit()
 
 
 def current_tables(engine: Engine) -> list[str]:
