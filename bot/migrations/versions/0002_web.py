@@ -1,4 +1,4 @@
-"""web: single-use tokens, full-text search of posts, latest-classification index
+"""web: single-use tokens and full-text search of posts
 
 Revision ID: 0002
 Revises: 0001
@@ -42,7 +42,6 @@ def upgrade() -> None:
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("token_hash"),
     )
-    op.create_index("ix_classifications_post_latest", "classifications", ["post_id", "id"])
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
         for statement in SQLITE_FTS:
@@ -59,5 +58,4 @@ def downgrade() -> None:
         op.execute("DROP TABLE IF EXISTS posts_fts")
     elif dialect == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_posts_fts")
-    op.drop_index("ix_classifications_post_latest", table_name="classifications")
     op.drop_table("used_tokens")
