@@ -106,19 +106,28 @@ class FastTextClassifier:
         return out
 
 
-def train_fasttext(train: list[Any], directory: Path) -> FastTextClassifier:
+def train_fasttext(
+    train: list[Any], directory: Path, extra: list[Any] | None = None
+) -> FastTextClassifier:
+    """fastText on the same training data as ours: the corpus training split, plus the extra
+    data for the heads each teaches (corpus.teaches)."""
     import numpy as np
 
-    from classifiers.corpus import folds
+    from classifiers.corpus import folds, teaches
     from classifiers.train import tune_urgent_threshold
 
+    extra = extra or []
     req = [e for e in train if e.is_request]
+    spec = req + [e for e in extra if e.is_request and e.specialty and teaches(e, "specialty")]
+    urg = req + [e for e in extra if e.is_request and e.urgency and teaches(e, "urgency")]
+    requests = train + [e for e in extra if teaches(e, "request")]
     models = {
         "request": ft_train(
-            [(e.text, "request" if e.is_request else "other") for e in train], directory / "r.txt"
+            [(e.text, "request" if e.is_request else "other") for e in requests],
+            directory / "r.txt",
         ),
-        "specialty": ft_train([(e.text, e.specialty) for e in req], directory / "s.txt"),
-        "urgency": ft_train([(e.text, e.urgency) for e in req], directory / "u.txt"),
+        "specialty": ft_train([(e.text, e.specialty) for e in spec], directory / "s.txt"),
+        "urgency": ft_train([(e.text, e.urgency) for e in urg], directory / "u.txt"),
     }
     fold_of = folds(req, 5)
     p_urgent = np.zeros(len(req))
@@ -195,19 +204,21 @@ def run_worker(kind: str, directory: Path) -> dict[str, Any]:
 def main() -> None:
     from classifiers import metrics as M
     from classifiers.artifact import save
-    from classifiers.corpus import load_corpus, split
+    from classifiers.corpus import load_corpus, load_extra, read_jsonl, split
+    from classifiers.evaluate import EVAL_DIR
     from classifiers.train import train
 
     corpus = load_corpus()
+    extra = load_extra()
     train_part, test_part = split(corpus)
     with tempfile.TemporaryDirectory(prefix="bench-classifier-") as tmp:
         directory = Path(tmp)
         t0 = time.perf_counter()
-        ours = train(corpus)
+        ours = train(corpus, extra=extra)
         ours_train_s = time.perf_counter() - t0
         save(ours.state, directory / "ours.skops")
         t0 = time.perf_counter()
-        ft = train_fasttext(train_part, directory)
+        ft = train_fasttext(train_part, directory, extra)
         ft_train_s = time.perf_counter() - t0
         texts = [e.text for e in test_part]
         langs = [e.lang for e in test_part]
@@ -215,6 +226,14 @@ def main() -> None:
             "ours": M.headline(M.compute(test_part, ours.classifier.classify(texts, langs))),
             "fasttext": M.headline(M.compute(test_part, ft.classify(texts, langs))),
         }
+        # every held-out evaluation set (real text, red-flag guard set), each on its own
+        sets: list[str] = []
+        for path in sorted(EVAL_DIR.glob("*.jsonl")):
+            gold = read_jsonl(path)
+            gtexts, glangs = [g.text for g in gold], [g.lang for g in gold]
+            for name, clf in (("ours", ours.classifier), ("fastText", ft)):
+                rows = M.compact(gold, clf.classify(gtexts, glangs))
+                sets += M.format_compact(f"{path.stem} [{name}]", rows)
         rng = random.Random(20261128)
         posts = [rng.choice(corpus) for _ in range(N_POSTS)]
         (directory / "posts.json").write_text(
@@ -246,10 +265,10 @@ def main() -> None:
     for name in M.TARGETS:
         print(f"{name:34s} {acc['ours'][name]:12.3f} {acc['fasttext'][name]:12.3f}   {goals[name]}")
     rows = [
-        ("throughput (posts/s, 100k, batch 1000)", "throughput", "{:12,.0f}", ">= 10,000"),
-        ("single-post latency median (ms)", "latency_median_ms", "{:12.2f}", "< 5"),
-        ("single-post latency p99 (ms)", "latency_p99_ms", "{:12.2f}", ""),
-        ("model load, fresh process (s)", "load_s", "{:12.3f}", "< 0.5"),
+        ("throughput (posts/s, 100k, batch 1000)", "throughput", "{:12,.0f}", ">= 1,000"),
+        ("single-post latency median (ms)", "latency_median_ms", "{:12.2f}", ""),
+        ("single-post latency p99 (ms)", "latency_p99_ms", "{:12.2f}", "<= 20"),
+        ("model load, fresh process (s)", "load_s", "{:12.3f}", "<= 2"),
         ("peak memory, max RSS (MB)", "peak_rss_mb", "{:12.0f}", ""),
     ]
     for label, key, fmt, goal in rows:
@@ -257,6 +276,11 @@ def main() -> None:
             f"{label:34s} {fmt.format(perf['ours'][key])} {fmt.format(perf['fasttext'][key])}   {goal}"
         )
     print(f"{'model size on disk (MB)':34s} {size['ours']:12.2f} {size['fasttext']:12.2f}")
+    if sets:
+        print("\nheld-out evaluation sets (classifiers/data/eval, never trained or tuned on):")
+        print(M.COMPACT_HEADER)
+        for line in sets:
+            print(line)
     print(f"\nreproduce: cd {ROOT} && .venv/bin/python benchmarks/bench_classifier.py")
 
 

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Any
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from .cli_common import config_option, load, open_db
 from .errors import ConfigError, DocTocTocError, InputError
+from .logs import setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option("-v", "--verbose", is_flag=True, help="Show informational logs.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines for people (text) or one JSON object per line (json).",
+)
 @click.version_option(package_name="doctoctoc-bot")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: bool, log_format: str) -> None:
     """DocTocToc bot: collects #DocTocToc clinical questions, classifies them by
     specialty and urgency, and routes them to the clinicians who can answer.
 
@@ -27,7 +37,7 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(level, log_format)
 
 
 def _announce(loaded) -> None:
@@ -44,9 +54,12 @@ def check_config(path: str | None, config_path: str) -> None:
     Prints every problem as FILE:LINE: key.path: message, and the sources or
     channels that are disabled (for example a missing ${ENV} secret).
     """
+    from .preflight import preflight
+
     target = path or config_path
     try:
         loaded = load(target)
+        preflight(loaded)  # the model, templates and replay files it points at must load
     except ConfigError as exc:
         for message in exc.messages:
             click.echo(message)
@@ -93,16 +106,26 @@ def run(once: bool, config_path: str) -> None:
     subscriber with pending items gets their alert or digest now.
     """
     from .pipeline import Pipeline
+    from .preflight import preflight
+    from .runlock import lock_run
 
     loaded = load(config_path)
     _announce(loaded)
+    run_lock = lock_run(loaded.config.database.url)  # noqa: F841 - held until exit
+    classifier = preflight(loaded)
     database = open_db(loaded)
     if once:
-        pipeline = Pipeline(loaded, database)
+        pipeline = Pipeline(loaded, database, classifier=classifier)
         try:
-            click.echo(pipeline.cycle(force_flush=True).line())
+            summary = pipeline.cycle(force_flush=True)
         finally:
             pipeline.close()
+        click.echo(summary.line())
+        problems = summary.problems()
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        if problems:
+            sys.exit(2)
         return
     from .scheduler import BotRunner
 
@@ -112,7 +135,7 @@ def run(once: bool, config_path: str) -> None:
         serve_in_thread(loaded, database)
         click.echo(f"web app on http://{loaded.config.web.host}:{loaded.config.web.port}")
     click.echo(f"doctoctoc running on {loaded.path} (Ctrl-C to stop)")
-    BotRunner(loaded, database, echo=click.echo).run()
+    BotRunner(loaded, database, echo=click.echo, classifier=classifier).run()
 
 
 @cli.command()
@@ -159,9 +182,12 @@ def digest(now_: bool, config_path: str) -> None:
 @cli.command()
 @click.argument("file", required=False, type=click.File("r", encoding="utf-8"), default="-")
 @click.option(
-    "--model", type=click.Path(dir_okay=False), help="Model artifact (default: the shipped one)."
+    "--model",
+    type=click.Path(dir_okay=False),
+    help="Model artifact (default: the config's classifier.model, else the shipped one).",
 )
-def classify(file: Any, model: str | None) -> None:
+@config_option
+def classify(file: Any, model: str | None, config_path: str) -> None:
     """Classify JSON Lines posts from FILE (or stdin).
 
     Each input line has `text` and optional `id`, `lang`, `network`. Each output
@@ -181,6 +207,8 @@ def classify(file: Any, model: str | None) -> None:
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise InputError(f"line {number}: expected an object with a 'text' string")
         items.append(item)
+    if model is None and os.path.exists(config_path):
+        model = load(config_path).config.classifier.model
     classifier = load_classifier(model)
     out = sys.stdout
     for start in range(0, len(items), 1000):
@@ -228,6 +256,18 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(f"  {message}", err=True)
         sys.exit(1)
     except DocTocTocError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        if debug:
+            raise
+        # A full disk, a read-only or unreachable database: one line, no traceback.
+        reason = getattr(exc, "orig", None) or exc
+        click.echo(f"error: database: {str(reason).splitlines()[0]}", err=True)
+        sys.exit(1)
+    except OSError as exc:
         if debug:
             raise
         click.echo(f"error: {exc}", err=True)

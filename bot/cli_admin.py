@@ -89,7 +89,8 @@ def status(config_path: str) -> None:
     loaded = load(config_path)
     for line in loaded.report():
         click.echo(line)
-    database = open_db(loaded)
+    # Read only: no migration, so status also works on a database it may not write.
+    database = open_db(loaded, upgrade=False)
     now = datetime.now(UTC)
     limits = {
         s.key: s.unhealthy_after
@@ -123,6 +124,17 @@ def status(config_path: str) -> None:
         for row in failed:
             click.echo(
                 f"  failed: post {row.post_id} to {row.subscriber_id} by {row.channel} after {row.attempts} attempts: {row.last_error}"
+            )
+        retrying = session.scalars(
+            select(DeliveryRow)
+            .where(DeliveryRow.status == "pending", DeliveryRow.attempts > 0)
+            .order_by(DeliveryRow.due_at)
+            .limit(10)
+        )
+        for row in retrying:
+            click.echo(
+                f"  retrying: post {row.post_id} to {row.subscriber_id} by {row.channel}, "
+                f"{row.attempts} attempts, next try {iso(row.due_at)}: {row.last_error}"
             )
 
 
@@ -174,4 +186,14 @@ def block(handle: str, undo: bool, config_path: str) -> None:
             click.echo(f"{key} blocked: posts kept, never routed")
 
 
-COMMANDS = [export, status, unsubscribe, block]
+@click.command()
+@config_option
+def purge(config_path: str) -> None:
+    """Apply the retention rules now (`run` does it every night at 03:17 UTC)."""
+    from .retention import purge as run_purge
+
+    loaded = load(config_path)
+    click.echo(run_purge(open_db(loaded), loaded, datetime.now(UTC)).line())
+
+
+COMMANDS = [export, status, unsubscribe, block, purge]

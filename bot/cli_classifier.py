@@ -44,7 +44,7 @@ def train_cmd(output: str | None, data: str | None, no_corrections: bool, config
     """
     from classifiers import metrics as M
     from classifiers.artifact import DEFAULT_MODEL, save
-    from classifiers.corpus import load_corpus
+    from classifiers.corpus import load_corpus, load_extra
     from classifiers.corrections import training_examples
     from classifiers.train import train
 
@@ -52,7 +52,7 @@ def train_cmd(output: str | None, data: str | None, no_corrections: bool, config
     if not no_corrections:
         corrections = training_examples(open_db(load(config_path)))
     corpus = load_corpus(data)
-    result = train(corpus, corrections)
+    result = train(corpus, corrections, extra=load_extra(data))
     path = save(result.state, output or DEFAULT_MODEL)
     v = result.validation
     click.echo(f"model {result.state.version} written to {path}")
@@ -88,7 +88,14 @@ def _classifier_settings(ctx: click.Context, config_path: str) -> tuple[str | No
 
 
 @click.command("evaluate")
-@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--sets",
+    "shipped_sets",
+    is_flag=True,
+    help="Also measure every shipped evaluation set (classifiers/data/eval/*.jsonl: real text "
+    "and the red-flag guard set, never trained on), each reported separately.",
+)
 @click.option(
     "--model",
     type=click.Path(dir_okay=False),
@@ -104,25 +111,65 @@ def _classifier_settings(ctx: click.Context, config_path: str) -> tuple[str | No
 @config_option
 @click.pass_context
 def evaluate_cmd(
-    ctx: click.Context, file: str, model: str | None, report_dir: str, config_path: str
+    ctx: click.Context,
+    files: tuple[str, ...],
+    shipped_sets: bool,
+    model: str | None,
+    report_dir: str,
+    config_path: str,
 ) -> None:
-    """Measure the classifier on FILE (JSON Lines with gold labels).
+    """Measure the classifier on FILE... (JSON Lines with gold labels).
 
     Each line: text, is_request, specialty, alt_specialties (optional), urgency, lang
-    (optional), id (optional). Prints per-class precision/recall/F1, the confusion matrices,
-    urgent recall and precision, request F1, and writes an HTML report.
+    (optional), id (optional). One file: per-class precision/recall/F1, the confusion
+    matrices, urgent recall and precision, request F1, and an HTML report. Several files (or
+    --sets): each set on its own lines, overall and by language, and one report per set in
+    REPORT_DIR/<set name>/.
     """
     from classifiers import load_classifier
-    from classifiers.evaluate import error_list, evaluate_file, text_report, write_report
+    from classifiers import metrics as M
+    from classifiers.evaluate import (
+        EVAL_DIR,
+        error_list,
+        evaluate_file,
+        text_report,
+        write_report,
+    )
 
+    paths = list(files)
+    if shipped_sets:
+        paths += [str(p) for p in sorted(EVAL_DIR.glob("*.jsonl")) if str(p) not in paths]
+    if not paths:
+        raise click.UsageError("give at least one FILE, or --sets")
     cfg_model, uncertain = _classifier_settings(ctx, config_path)
     classifier = load_classifier(model or cfg_model, uncertain_below=uncertain)
-    gold, preds, m = evaluate_file(file, classifier)
-    _echo_lines([f"model {classifier.version} on {file}", *text_report(m)])
-    path = write_report(
-        m, report_dir, source=file, model_version=classifier.version, errors=error_list(gold, preds)
-    )
-    click.echo(f"report written to {path}")
+    if len(paths) == 1:
+        file = paths[0]
+        gold, preds, m = evaluate_file(file, classifier)
+        _echo_lines([f"model {classifier.version} on {file}", *text_report(m)])
+        path = write_report(
+            m,
+            report_dir,
+            source=file,
+            model_version=classifier.version,
+            errors=error_list(gold, preds),
+        )
+        click.echo(f"report written to {path}")
+        return
+    click.echo(f"model {classifier.version} on {len(paths)} sets, each measured on its own")
+    click.echo(M.COMPACT_HEADER)
+    for file in paths:
+        gold, preds, m = evaluate_file(file, classifier)
+        name = Path(file).stem
+        _echo_lines(M.format_compact(name, M.compact(gold, preds)))
+        write_report(
+            m,
+            Path(report_dir) / name,
+            source=file,
+            model_version=classifier.version,
+            errors=error_list(gold, preds),
+        )
+    click.echo(f"reports written to {report_dir}/<set>/report.html")
 
 
 @click.command("correct")

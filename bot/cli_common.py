@@ -26,12 +26,29 @@ def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def load(config_path: str) -> LoadedConfig:
-    return load_config(config_path)
+    from .config import SECRET_KEYS
+    from .logs import register_secrets
+
+    loaded = load_config(config_path)
+    register_secrets(_values_of(loaded.config.model_dump(), SECRET_KEYS))  # never logged
+    return loaded
+
+
+def _values_of(data: Any, keys: frozenset[str]) -> list[Any]:
+    if isinstance(data, dict):
+        out = []
+        for k, v in data.items():
+            out += [v] if k in keys else _values_of(v, keys)
+        return out
+    if isinstance(data, list):
+        return [x for item in data for x in _values_of(item, keys)]
+    return []
 
 
 def open_db(loaded: LoadedConfig, *, upgrade: bool = True) -> Database:
-    """Open the configured database, migrating it to the newest schema first."""
-    db = Database(loaded.config.database.url)
+    """Open the configured database, migrating it to the newest schema first (without
+    `upgrade`: read only, e.g. `status`)."""
+    db = Database(loaded.config.database.url, read_only=not upgrade)
     if upgrade:
         db.upgrade()
     return db

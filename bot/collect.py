@@ -131,10 +131,15 @@ def run_source(
                         network=_network(collector),
                     )
     except CollectorError as exc:
-        run.error = str(exc)
+        run.error = _short(str(exc))
     except Exception as exc:  # noqa: BLE001 - one broken source must never stop the others
-        log.exception("source %s crashed", collector.key)
-        run.error = f"unexpected error: {exc!r}"
+        log.error(
+            "source %s crashed: %s",
+            collector.key,
+            _short(repr(exc)),
+            exc_info=log.isEnabledFor(logging.DEBUG),  # the traceback with --debug
+        )
+        run.error = f"unexpected error: {_short(repr(exc))}"
     with db.session() as session:
         if run.error:
             log.warning("source %s failed this cycle: %s", collector.key, run.error)
@@ -142,3 +147,8 @@ def run_source(
         else:
             cursors.record_success(session, collector.key, now)
     return run
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """An error as stored and logged: an exception may carry a whole page or file."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

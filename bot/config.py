@@ -16,7 +16,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .config_models import Config
+from .config_models import (
+    BlueskySourceConfig,
+    Config,
+    MastodonSourceConfig,
+    ReplaySourceConfig,
+    XSourceConfig,
+)
 from .errors import ConfigError
 from .yamlsource import Path, YamlSyntaxError, format_path, line_for, load_with_lines
 
@@ -34,6 +40,13 @@ SECRET_KEYS = frozenset(
     }
 )
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SOURCE_MODELS = {
+    "mastodon": MastodonSourceConfig,
+    "bluesky": BlueskySourceConfig,
+    "x": XSourceConfig,
+    "replay": ReplaySourceConfig,
+}
+NETWORKS = tuple(SOURCE_MODELS)
 CONTACT_FOR_CHANNEL = {"smtp": "email", "mastodon": "mastodon", "bluesky": "bluesky", "x": "x"}
 
 
@@ -43,6 +56,7 @@ class LoadedConfig:
     path: FsPath
     disabled: dict[str, str] = field(default_factory=dict)  # "sources[1]" / "channels.smtp" -> why
     warnings: list[str] = field(default_factory=list)
+    lines: dict[Path, int] = field(default_factory=dict)  # key path -> line, for messages
 
     def source_enabled(self, index: int) -> bool:
         return f"sources[{index}]" not in self.disabled
@@ -98,7 +112,7 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     if errors:
         raise ConfigError([fmt(loc, msg) for loc, msg in errors])
 
-    loaded = LoadedConfig(config=config, path=fs_path, disabled=disabled)
+    loaded = LoadedConfig(config=config, path=fs_path, disabled=disabled, lines=lines)
     problems = _cross_checks(loaded)
     if problems:
         raise ConfigError(sorted({fmt(loc, msg) for loc, msg in problems}, key=_line_key))
@@ -155,6 +169,17 @@ def _dedupe(errors: list[Any]) -> list[Any]:
     for err in errors:
         err = dict(err)
         err["loc"] = tuple(p for p in err["loc"] if not _is_branch_label(p))
+        loc = err["loc"]
+        if len(loc) >= 3 and loc[0] == "sources" and loc[2] in NETWORKS:
+            err["loc"] = loc[:2] + loc[3:]  # the per-network model's tag
+            err["network"] = loc[2]
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            err["loc"] = (*err["loc"], "network")
+            if err["type"] == "union_tag_not_found":
+                err["type"] = "missing"
+            else:
+                err["type"], err["input"] = "literal_error", err["ctx"]["tag"]
+                err["ctx"] = {"expected": err["ctx"]["expected_tags"]}
         cleaned.append(err)
     out = []
     for err in cleaned:
@@ -204,6 +229,11 @@ def _message(err: dict[str, Any]) -> str:
     value = err.get("input")
     if kind == "extra_forbidden":
         key = err["loc"][-1]
+        network = err.get("network")
+        if network and len(err["loc"]) == 3:
+            owners = [n for n, model in SOURCE_MODELS.items() if key in model.model_fields]
+            if owners:
+                return f"unknown key for a {network} source (only {' and '.join(owners)} sources take it)"
         close = difflib.get_close_matches(str(key), sorted(_all_field_names(Config)), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"unknown key{hint}"
@@ -242,12 +272,18 @@ def _cross_checks(loaded: LoadedConfig) -> list[tuple[Path, str]]:
     seen_subs: dict[str, int] = {}
     for i, sub in enumerate(config.subscribers):
         if sub.key in seen_subs:
-            problems.append(
-                (
-                    ("subscribers", i, "name"),
-                    f"'{sub.key}' is already used by subscribers[{seen_subs[sub.key]}]: give it an 'id'",
+            other = seen_subs[sub.key]
+            if sub.id is not None:
+                problem = (
+                    ("subscribers", i, "id"),
+                    f"id '{sub.key}' is already used by subscribers[{other}]",
                 )
-            )
+            else:
+                problem = (
+                    ("subscribers", i, "name"),
+                    f"'{sub.key}' is already used by subscribers[{other}]: give it an 'id'",
+                )
+            problems.append(problem)
         seen_subs[sub.key] = i
         for j, channel in enumerate(sub.deliver_by):
             if getattr(config.channels, channel) is None:

@@ -68,33 +68,21 @@ class DatabaseConfig(Strict):
     url: str = "sqlite:///doctoctoc.db"
 
 
-class SourceConfig(Strict):
-    network: Literal["mastodon", "bluesky", "x", "replay"]
+class _SourceBase(Strict):
+    """Keys every source takes; each network adds its own (an X source refuses `stream_url`)."""
+
     name: str | None = None
     url: str | None = None
-    access_token: str | None = None
-    handle: str | None = None
-    app_password: str | None = None
-    bearer_token: str | None = None
     poll_every: Duration = timedelta(minutes=2)
     hashtags: list[Annotated[str, AfterValidator(_check_hashtag)]] | None = None
     timeout: Duration = timedelta(seconds=30)
     retries: int = Field(default=3, ge=0, le=10)
     unhealthy_after: Duration = timedelta(minutes=30)
-    # Mastodon: optional streaming of the hashtag timeline.
-    stream: bool = False
-    # Bluesky: firehose / Jetstream base URI for streaming, and search backfill.
-    stream_url: str | None = None
-    search: bool = True
-    # Bluesky: AppView for firehose authors' profiles when there are no credentials (null: off).
-    appview_url: Annotated[str, AfterValidator(_check_http_url)] | None = DEFAULT_APPVIEW
-    # X: stop before spending more reads than this per calendar month.
-    monthly_read_budget: int | None = Field(default=None, ge=0)
     # First run only (no cursor yet): also read posts this far back (README: sources[]).
     backfill: Duration | None = None
 
     @model_validator(mode="after")
-    def _needs_url(self) -> SourceConfig:
+    def _needs_url(self) -> _SourceBase:
         if self.network in ("mastodon", "replay") and not self.url:
             raise ValueError(f"a {self.network} source needs 'url'")
         if self.network == "x" and self.backfill and self.backfill > timedelta(days=7):
@@ -104,6 +92,57 @@ class SourceConfig(Strict):
     @property
     def key(self) -> str:
         return self.name or f"{self.network}:{self.url or 'default'}"
+
+
+class MastodonSourceConfig(_SourceBase):
+    network: Literal["mastodon"]
+    access_token: str | None = None
+    # Optional streaming of the hashtag timeline.
+    stream: bool = False
+
+
+class BlueskySourceConfig(_SourceBase):
+    network: Literal["bluesky"]
+    handle: str | None = None
+    app_password: str | None = None
+    # Firehose / Jetstream base URI for streaming, and search backfill.
+    stream_url: str | None = None
+    search: bool = True
+    # AppView for firehose authors' profiles when there are no credentials (null: off).
+    appview_url: Annotated[str, AfterValidator(_check_http_url)] | None = DEFAULT_APPVIEW
+
+
+class XSourceConfig(_SourceBase):
+    network: Literal["x"]
+    bearer_token: str | None = None
+    # Stop before spending more reads than this per calendar month.
+    monthly_read_budget: int | None = Field(default=None, ge=0)
+
+
+class ReplaySourceConfig(_SourceBase):
+    network: Literal["replay"]
+
+
+class SourceConfig(_SourceBase):
+    """Every key of every network, for sources built by code and tests (config files use
+    the per-network models through `AnySource`)."""
+
+    network: Literal["mastodon", "bluesky", "x", "replay"]
+    access_token: str | None = None
+    stream: bool = False
+    handle: str | None = None
+    app_password: str | None = None
+    stream_url: str | None = None
+    search: bool = True
+    appview_url: Annotated[str, AfterValidator(_check_http_url)] | None = DEFAULT_APPVIEW
+    bearer_token: str | None = None
+    monthly_read_budget: int | None = Field(default=None, ge=0)
+
+
+AnySource = Annotated[
+    MastodonSourceConfig | BlueskySourceConfig | XSourceConfig | ReplaySourceConfig,
+    Field(discriminator="network"),
+]
 
 
 class SmtpConfig(Strict):
@@ -204,6 +243,8 @@ class DeliveryConfig(Strict):
     first_retry: Duration = timedelta(minutes=1)
     max_retry: Duration = timedelta(hours=4)
     sending_timeout: Duration = timedelta(minutes=10)
+    # An alert for a post older than this says so in its subject ("posted 10 days ago").
+    stale_alert_after: Duration = timedelta(hours=6)
 
 
 class WebConfig(Strict):
@@ -215,16 +256,32 @@ class WebConfig(Strict):
     serve: bool = False
 
 
+class RetentionConfig(Strict):
+    """How long raw payloads and the delivery log are kept (purged nightly)."""
+
+    raw_payloads: Duration = timedelta(days=30)
+    delivery_log: Duration = timedelta(days=180)
+
+
+class MonitoringConfig(Strict):
+    """`run` serves /healthz and Prometheus /metrics here (no port: not served)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+
 class Config(Strict):
     version: Literal[1]
     database: DatabaseConfig = DatabaseConfig()
     hashtags: list[Annotated[str, AfterValidator(_check_hashtag)]] = Field(min_length=1)
-    sources: list[SourceConfig] = []
+    sources: list[AnySource] = []
     channels: ChannelsConfig = ChannelsConfig()
     subscribers: list[SubscriberConfig] = []
     classifier: ClassifierConfig = ClassifierConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     web: WebConfig = WebConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    retention: RetentionConfig = RetentionConfig()
     blocked_authors: list[str] = []
     only_known_authors: bool = False
     known_authors: list[str] = []

@@ -19,6 +19,7 @@ from bot.config import LoadedConfig
 from bot.errors import DocTocTocError
 from bot.storage import cursors
 from bot.storage.db import Database
+from bot.storage.locks import SourceLocks, stage_lock
 from bot.storage.models import ClassificationRow, PostRow
 from digests.channels import Channel, build_channels
 from digests.delivery import FlushResult, flush
@@ -40,6 +41,7 @@ class CycleSummary:
     requests: int = 0
     urgent: int = 0
     sources_failed: list[str] = field(default_factory=list)
+    source_errors: dict[str, str] = field(default_factory=dict)
     flushed: FlushResult = field(default_factory=FlushResult)
     outbox_dir: str | None = None
 
@@ -65,6 +67,16 @@ class CycleSummary:
         if self.sources_failed:
             text += f"; failing: {', '.join(self.sources_failed)}"
         return text
+
+    def problems(self) -> list[str]:
+        """What went wrong in this cycle, one line each (`run --once` then exits non-zero)."""
+        out = [
+            f"source {name} failed: {self.source_errors.get(name, 'see the log')}"
+            for name in self.sources_failed
+        ]
+        if self.flushed.failed:
+            out.append(f"{self.flushed.failed} deliveries failed for good (see `doctoctoc status`)")
+        return out
 
 
 def _reads_this_month(db: Database, source: str) -> int:
@@ -94,6 +106,7 @@ class Pipeline:
             channels if channels is not None else build_channels(loaded, base_dir=Path.cwd())
         )
         self.collectors = collectors if collectors is not None else self._build_collectors(sleep)
+        self.source_locks = SourceLocks(db.engine)
 
     def _build_collectors(self, sleep: Callable[[float], None]) -> list[Collector]:
         out = []
@@ -125,8 +138,12 @@ class Pipeline:
     # --- stages --------------------------------------------------------------------------
 
     def collect(self, collectors: list[Collector] | None = None) -> list[SourceRun]:
+        """Poll each source this process holds (PostgreSQL: one process per source)."""
         runs = []
         for collector in collectors if collectors is not None else self.collectors:
+            if not self.source_locks.hold(collector.key):
+                log.debug("%s is polled by another process", collector.key)
+                continue
             runs.append(run_source(self.db, collector, now=self.clock()))
         return runs
 
@@ -135,6 +152,9 @@ class Pipeline:
         done = 0
         while True:
             with self.db.session() as session:
+                # Several processes (PostgreSQL): one classifies at a time, and reads what is
+                # still unclassified only once it holds the lock, so no post is done twice.
+                stage_lock(session, "classify")
                 rows = session.scalars(
                     select(PostRow)
                     .where(
@@ -172,6 +192,7 @@ class Pipeline:
     def route(self) -> RouteResult:
         now = self.clock()
         with self.db.session() as session:
+            stage_lock(session, "route")  # one process routes at a time (PostgreSQL)
             sync_subscribers(session, self.loaded, now)
             ids = list(
                 session.scalars(
@@ -188,10 +209,16 @@ class Pipeline:
                 if row.id not in result.held:
                     row.routed_at = now
             escalate(session, self.loaded, now)
-            release_student_items(session, now)
+            release_student_items(session, now, self.loaded)
         return result
 
-    def deliver(self, *, force: bool = False) -> FlushResult:
+    def deliver(self, *, force: bool = False, channel: str | None = None) -> FlushResult:
+        """Send what is due (only on `channel` when given: each channel has its own job)."""
+        if channel is not None:
+            return flush(
+                self.db, self.loaded, {channel: self.channels[channel]}, self.clock(),
+                force=force, only_channel=channel,
+            )  # fmt: skip
         return flush(self.db, self.loaded, self.channels, self.clock(), force=force)
 
     def cycle(self, *, force_flush: bool = False, collect: bool = True) -> CycleSummary:
@@ -201,6 +228,7 @@ class Pipeline:
                 summary.new_posts += len(run.new)
                 if run.error:
                     summary.sources_failed.append(run.source)
+                    summary.source_errors[run.source] = run.error
         self.classify_pending()
         routed = self.route()
         summary.requests, summary.urgent = routed.requests, routed.urgent
@@ -212,6 +240,7 @@ class Pipeline:
         return outbox.dir.rstrip("/") if outbox else None
 
     def close(self) -> None:
+        self.source_locks.release_all()
         for collector in self.collectors:
             collector.close()
         for channel in self.channels.values():

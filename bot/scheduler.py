@@ -1,22 +1,30 @@
-"""Long-running mode: APScheduler jobs per source, a delivery job, and config reloads.
+"""Long-running mode: APScheduler jobs per source, one delivery job per channel, reloads.
 
-A bad edit of config.yaml is logged with its clear error and the bot keeps running on
-the last good config.
+No lock spans the jobs: each source is polled by its own job, each channel delivers in its
+own job, so a source or an SMTP server that hangs delays only its own work. Classify and
+route (short, local) run one at a time in this process. A bad edit of config.yaml is
+logged with its clear error and the bot keeps running on the last good config.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from .config import LoadedConfig, load_config
 from .errors import ConfigError
+from .ops import Metrics, OpsServer, health_problems
 from .pipeline import Pipeline
+from .preflight import preflight
 from .storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -26,14 +34,27 @@ CONFIG_CHECK_EVERY_S = 30
 
 
 class BotRunner:
-    def __init__(self, loaded: LoadedConfig, db: Database, *, echo: Callable[[str], None] = print):
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        db: Database,
+        *,
+        echo: Callable[[str], None] = print,
+        classifier=None,
+    ):
         self.loaded = loaded
         self.db = db
         self.echo = echo
-        self.lock = threading.Lock()  # one stage at a time in this process
-        self.pipeline = Pipeline(loaded, db)
+        self.stage_lock = threading.Lock()  # classify + route: one at a time in this process
+        self._users = threading.Condition()  # jobs using a pipeline; a replaced one closes after
+        self._in_use: dict[int, int] = {}
+        self._retired: dict[int, Pipeline] = {}
+        self.pipeline = Pipeline(loaded, db, classifier=classifier)
+        self.metrics = Metrics(self.source_health, db, lambda: self.pipeline.clock())
+        self.ops: OpsServer | None = None
         self.scheduler = BlockingScheduler(
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+            executors={"default": ThreadPoolExecutor(max_workers=32)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
         self._config_mtime = self._mtime()
         self._stop_streams = threading.Event()
@@ -57,24 +78,121 @@ class BotRunner:
                 id=f"collect:{collector.key}",
                 next_run_time=datetime.now(UTC),
             )
-        self.scheduler.add_job(self.deliver, "interval", seconds=DELIVERY_EVERY_S, id="deliver")
+        for name in self.pipeline.channels:
+            self.scheduler.add_job(
+                self.deliver_channel,
+                "interval",
+                seconds=DELIVERY_EVERY_S,
+                args=[name],
+                id=f"deliver:{name}",
+            )
         self.start_streams()
         self.scheduler.add_job(
             self.reload_config, "interval", seconds=CONFIG_CHECK_EVERY_S, id="config"
         )
+        self.scheduler.add_job(self.purge, "cron", hour=3, minute=17, id="purge")
+
+    def purge(self) -> None:
+        """Nightly retention purge (see bot/retention.py)."""
+        from .retention import purge
+
+        with self._using() as pipeline:
+            try:
+                log.info(purge(self.db, pipeline.loaded, pipeline.clock()).line())
+            except Exception:  # noqa: BLE001
+                log.exception("retention purge failed")
+
+    @contextmanager
+    def _using(self) -> Iterator[Pipeline]:
+        """The current pipeline, kept open until this job is done even if a reload replaces it."""
+        with self._users:
+            pipeline = self.pipeline
+            self._in_use[id(pipeline)] = self._in_use.get(id(pipeline), 0) + 1
+        try:
+            yield pipeline
+        finally:
+            with self._users:
+                self._in_use[id(pipeline)] -= 1
+                if not self._in_use[id(pipeline)]:
+                    del self._in_use[id(pipeline)]
+                    retired = self._retired.pop(id(pipeline), None)
+                    if retired is not None:
+                        retired.close()
+
+    def _retire(self, pipeline: Pipeline) -> None:
+        with self._users:
+            if self._in_use.get(id(pipeline)):
+                self._retired[id(pipeline)] = pipeline  # closed by its last job
+                return
+        pipeline.close()
+
+    def _classify_and_route(self, pipeline: Pipeline) -> None:
+        with self.stage_lock:
+            self.metrics.classified.inc(pipeline.classify_pending())
+            self.metrics.routed.inc(pipeline.route().requests)
+
+    def source_health(self) -> list:
+        from .storage import cursors
+
+        pipeline = self.pipeline
+        limits = {c.key: c.source.unhealthy_after for c in pipeline.collectors}
+        with self.db.session() as session:
+            return cursors.health(session, limits, pipeline.clock())
+
+    def start_ops(self) -> OpsServer | None:
+        """Serve /healthz and /metrics when `monitoring.port` is set."""
+        cfg = self.loaded.config.monitoring
+        if cfg.port is None or self.ops is not None:
+            return self.ops
+        problems = partial(health_problems, self.db, self.source_health)
+        self.ops = OpsServer(cfg.host, cfg.port, problems, self.metrics).start()
+        log.info("health and metrics on http://%s:%d/", cfg.host, self.ops.port)
+        return self.ops
 
     def collect_one(self, collector) -> None:
-        with self.lock:
+        with self._using() as pipeline:
             try:
-                summary_runs = self.pipeline.collect([collector])
-                self.pipeline.classify_pending()
-                self.pipeline.route()
-                flushed = self.pipeline.deliver()  # alerts go out in the cycle that collected them
-                new = sum(len(r.new) for r in summary_runs)
-                if new or flushed.messages:
-                    self.echo(f"{collector.key}: {new} new posts; {flushed.messages} messages sent")
+                runs = pipeline.collect([collector])
+                for run in runs:
+                    labels = (collector.network, collector.key)
+                    self.metrics.collected.labels(*labels).inc(len(run.new))
+                    if run.error:
+                        self.metrics.source_failures.labels(*labels).inc()
+                self._classify_and_route(pipeline)
+                new = sum(len(r.new) for r in runs)
+                if new:
+                    self.echo(f"{collector.key}: {new} new posts")
+                    self.wake_delivery()  # alerts go out now, each channel in its own job
             except Exception:  # noqa: BLE001 - the scheduler must keep running
                 log.exception("cycle for %s failed", collector.key)
+
+    def wake_delivery(self) -> None:
+        """Run every channel's delivery job now (a job still busy runs again when done)."""
+        now = datetime.now(UTC)
+        for name in list(self.pipeline.channels):
+            with suppress(JobLookupError):
+                self.scheduler.modify_job(f"deliver:{name}", next_run_time=now)
+
+    def deliver_channel(self, name: str) -> None:
+        """Send what is due on one channel; a slow channel delays only its own messages."""
+        with self._using() as pipeline:
+            if name not in pipeline.channels:
+                return
+            try:
+                self._classify_and_route(pipeline)  # streamed posts, escalations
+                result = pipeline.deliver(channel=name)
+                self.metrics.delivered.labels(name).inc(result.messages)
+                self.metrics.items_failed.labels(name).inc(result.failed)
+                self.metrics.items_retrying.labels(name).inc(result.retrying)
+                if result.messages:
+                    self.echo(f"{result.messages} messages sent by {name}")
+            except Exception:  # noqa: BLE001
+                log.exception("delivery by %s failed", name)
+
+    def deliver(self) -> None:
+        """Every channel, one after the other (the scheduler runs them side by side)."""
+        for name in list(self.pipeline.channels):
+            self.deliver_channel(name)
 
     def start_streams(self) -> None:
         """One thread per streaming source (Bluesky firehose), restarted after failures."""
@@ -121,17 +239,6 @@ class BotRunner:
                     cursors.record_failure(session, collector.key, f"stream: {exc!r}")
                 stop.wait(STREAM_RESTART_S)
 
-    def deliver(self) -> None:
-        with self.lock:
-            try:
-                self.pipeline.classify_pending()
-                self.pipeline.route()
-                result = self.pipeline.deliver()
-                if result.messages:
-                    self.echo(f"{result.messages} messages sent")
-            except Exception:  # noqa: BLE001
-                log.exception("delivery job failed")
-
     def reload_config(self) -> None:
         mtime = self._mtime()
         if mtime == self._config_mtime:
@@ -139,6 +246,8 @@ class BotRunner:
         self._config_mtime = mtime
         try:
             loaded = load_config(self.loaded.path)
+            classifier = preflight(loaded)
+            pipeline = Pipeline(loaded, self.db, classifier=classifier)
         except ConfigError as exc:
             log.error(
                 "config.yaml changed but is invalid; still running on the previous config:\n%s", exc
@@ -147,17 +256,17 @@ class BotRunner:
             return
         if loaded.config.database.url != self.loaded.config.database.url:
             log.error("database.url changed: restart the bot to use the new database")
-        with self.lock:
-            self.stop_streams()
-            self.pipeline.close()
-            self.loaded = loaded
-            self.pipeline = Pipeline(loaded, self.db)
-            for line in loaded.report():
-                self.echo(line)
-            self.schedule()
+        self.stop_streams()
+        with self._users:
+            old, self.pipeline, self.loaded = self.pipeline, pipeline, loaded
+        self._retire(old)
+        for line in loaded.report():
+            self.echo(line)
+        self.schedule()
         self.echo("config reloaded")
 
     def run(self) -> None:
+        self.start_ops()
         self.schedule()
         try:
             self.scheduler.start()
@@ -166,3 +275,5 @@ class BotRunner:
         finally:
             self.stop_streams()
             self.pipeline.close()
+            if self.ops is not None:
+                self.ops.stop()

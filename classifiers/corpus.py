@@ -159,3 +159,92 @@ def folds(examples: list[Example], k: int, seed: int = SPLIT_SEED) -> list[int]:
             out[i] = (offset + j) % k
         offset += len(ranked)
     return out
+
+
+KNOWLEDGE_GLOB = "knowledge/*.tsv"
+REAL_GLOB = "real/*.train.jsonl"
+
+
+def read_knowledge(path: str | Path) -> list[Example]:
+    """A curated vocabulary (`code<TAB>lang<TAB>specialty<TAB>text` per line, `#` comments):
+    each title becomes a short specialty example (see data/SOURCES.md for the sources)."""
+    path = Path(path)
+    out: list[Example] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.startswith("#") or line.startswith("code\t"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 4:
+            raise InputError(
+                f"{path}:{number}: expected code, lang, specialty, text (tab-separated)"
+            )
+        code, lang, specialty, text = parts
+        if specialty not in SPECIALTIES:
+            raise InputError(f"{path}:{number}: {specialty!r} is not one of the 20 ids")
+        if not text.strip():
+            continue
+        out.append(
+            Example(
+                id=f"{path.stem}:{code}",
+                text=text.strip(),
+                is_request=True,
+                specialty=specialty,
+                urgency=None,
+                lang=lang or None,
+                source="knowledge",
+            )
+        )
+    return out
+
+
+HEADS = ("request", "specialty", "urgency")
+
+
+def real_heads(directory: Path) -> dict[str, tuple[str, ...]]:
+    """Which heads learn from each real training file (`real/heads.yaml`: file stem -> list
+    of heads); a file not named there teaches the request and specialty heads."""
+    path = directory / "real" / "heads.yaml"
+    if not path.exists():
+        return {}
+    import yaml
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    out: dict[str, tuple[str, ...]] = {}
+    for stem, heads in raw.items():
+        if not isinstance(heads, list) or any(h not in HEADS for h in heads):
+            raise InputError(f"{path}: {stem}: expected a list of heads among {', '.join(HEADS)}")
+        out[str(stem)] = tuple(heads)
+    return out
+
+
+def load_extra(data_dir: str | Path | None = None) -> list[Example]:
+    """Training data beyond the corpus, in a fixed order: curated vocabularies
+    (`knowledge/*.tsv`, specialty only) and real labelled text whose licence allows training
+    (`real/*.train.jsonl`, the heads named in `real/heads.yaml`). Evaluation sets (`eval/`)
+    are never read. `Example.source` is "knowledge" or "real:<heads joined by +>"."""
+    directory = Path(data_dir) if data_dir else DATA_DIR
+    out: list[Example] = []
+    for path in sorted(directory.glob(KNOWLEDGE_GLOB)):
+        out.extend(read_knowledge(path))
+    heads = real_heads(directory)
+    for path in sorted(directory.glob(REAL_GLOB)):
+        stem = path.name.removesuffix(".train.jsonl")
+        used = heads.get(stem, ("request", "specialty"))
+        for ex in read_jsonl(path):
+            ex.source = "real:" + "+".join(used)
+            ex.id = f"{stem}:{ex.id}"
+            out.append(ex)
+    return out
+
+
+def teaches(e: Example, head: str) -> bool:
+    """Whether an extra training example joins `head`."""
+    if e.source == "knowledge":
+        return head == "specialty"
+    if e.source.startswith("real:"):
+        return head in e.source[5:].split("+")
+    return True

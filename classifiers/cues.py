@@ -14,7 +14,7 @@ from typing import Any
 
 from classifiers.text import Prepared
 
-URGENT_KINDS = ("now", "deadline", "red_flag", "vital")
+URGENT_KINDS = ("now", "deadline", "red_flag", "severity", "vital")
 _CLAUSE_BREAK = re.compile(r"[,.;:!?\n()]|\bmais\b|\bbut\b")
 _SEP = r"\s*(?:[:=~]|>|<|\ba\b|\bat\b|\bof\b|\bde\b|\bis\b|\best\b|\bvers\b|\baround\b)?\s*"
 _NUM = r"(\d{1,3}(?:[.,]\d+)?)"
@@ -122,12 +122,24 @@ class CueExtractor:
         phrases = [
             (label[2:], i, j) for label, i, j in matches if label[0] == "C" and label != "C:neg"
         ]
+        if any(label[0] == "Q" for label, _, _ in matches):
+            # a red flag that needs another word of the post (pregnancy, a child...)
+            present = {label[2:] for label, _, _ in matches if label[0] == "N"}
+            phrases += [
+                ("red_flag", i, j)
+                for label, i, j in matches
+                if label[0] == "Q" and label[2:] in present
+            ]
         cues: list[Cue] = []
         if phrases:
             negations = [(i, j) for label, i, j in matches if label == "C:neg"]
             blocked = [(i, j) for kind, i, j in phrases if kind == "not_urgent"]
             for kind, i, j in _drop_nested(phrases, blocked):
-                negated = bool(negations) and kind == "red_flag" and _negated(prep, negations, i)
+                negated = (
+                    bool(negations)
+                    and kind in ("red_flag", "severity")
+                    and _negated(prep, negations, i)
+                )
                 cues.append(Cue(kind, prep, i=i, j=j, negated=negated))
         vitals = [(label[2:], i, j) for label, i, j in matches if label[0] == "V"]
         if (
@@ -267,17 +279,22 @@ class CueSummary:
                 out[key] = out.get(key, 0.0) + 1.0
                 out[f"U:v:{cue.vital}"] = 1.0
             elif cue.negated:
-                out["U:red_neg"] = out.get("U:red_neg", 0.0) + 1.0
+                key = "U:red_neg" if cue.kind == "red_flag" else "U:sev_neg"
+                out[key] = out.get(key, 0.0) + 1.0
             else:
                 key = f"U:{cue.kind}"
                 out[key] = out.get(key, 0.0) + 1.0
-        now, red = out.get("U:now", 0.0), out.get("U:red_flag", 0.0) + out.get("U:vital_abn", 0.0)
+        now = out.get("U:now", 0.0)
+        red = out.get("U:red_flag", 0.0) + out.get("U:severity", 0.0) + out.get("U:vital_abn", 0.0)
         if now and red:
             out["U:now&red"] = 1.0
         if out.get("U:deadline") and red:
             out["U:deadline&red"] = 1.0
         if out.get("U:not_urgent") and not (now and red):
             out["U:calm"] = 1.0
+        if out.get("U:red_flag") and not out.get("U:past"):
+            # TAXONOMY: a current case showing a top-two-level triage red flag is urgent
+            out["U:case&red"] = 1.0
         return out
 
     def shown(self, urgency: str | None, limit: int = 5) -> list[str]:

@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from classifiers import metrics as M
-from classifiers.corpus import Example, read_jsonl
+from classifiers.corpus import DATA_DIR, Example, read_jsonl
 from classifiers.types import Classification
+
+# Held-out evaluation sets shipped with the project (real text from other sources, and the
+# red-flag guard set): never trained or tuned on. See data/eval/README.md.
+EVAL_DIR = DATA_DIR / "eval"
 
 
 def evaluate_file(

@@ -76,8 +76,16 @@ def compute(gold: list[Example], pred: list[Classification]) -> dict[str, Any]:
         s_pred.append(g.specialty if predicted in g.alt_specialties else predicted)
     correct = sum(1 for a, b in zip(s_gold, s_pred, strict=True) if a == b)
     spec_labels = [s for s in SPECIALTIES if s in set(s_gold) | set(s_pred)]
+    best_ok = sum(
+        1
+        for g, p in req
+        if p.specialties and p.specialties[0]["id"] in {g.specialty, *g.alt_specialties}
+    )
     specialty = {
         "accuracy": correct / len(req) if req else 0.0,
+        # the best-scored specialty, whatever the request decision (a report or question
+        # that is not a post still gets scores)
+        "best_scored_accuracy": best_ok / len(req) if req else 0.0,
         "strict_accuracy": strict_ok / len(req) if req else 0.0,
         "top3_accuracy": _top3(req),
         "requests": len(req),
@@ -105,6 +113,55 @@ def compute(gold: list[Example], pred: list[Classification]) -> dict[str, Any]:
         "confusion": _confusion(u_gold, u_pred, list(URGENCIES)).to_dict(),
     }
     return {"request": request, "specialty": specialty, "urgency": urgency}
+
+
+def compact(gold: list[Example], pred: list[Classification]) -> dict[str, Any]:
+    """The headline measures of one set, overall and by language (for `evaluate` on several
+    sets and for the benchmark)."""
+
+    def row(pairs: list[tuple[Example, Classification]]) -> dict[str, Any]:
+        m = compute([g for g, _ in pairs], [p for _, p in pairs])
+        return {
+            "posts": m["request"]["posts"],
+            "requests": m["specialty"]["requests"],
+            "request_recall": m["request"]["recall"],
+            "request_f1": m["request"]["f1"],
+            "specialty": m["specialty"]["accuracy"],
+            "specialty_best": m["specialty"]["best_scored_accuracy"],
+            "urgent": m["urgency"]["urgent_support"],
+            "urgent_recall": m["urgency"]["urgent_recall"],
+            "urgent_precision": m["urgency"]["urgent_precision"],
+        }
+
+    pairs = list(zip(gold, pred, strict=True))
+    langs = sorted({g.lang or "?" for g in gold})
+    out = {"all": row(pairs)}
+    if len(langs) > 1:
+        for lang in langs:
+            out[lang] = row([(g, p) for g, p in pairs if (g.lang or "?") == lang])
+    return out
+
+
+COMPACT_HEADER = (
+    f"{'set':28s} {'lang':4s} {'posts':>5s} {'req':>5s} {'req.rec':>7s} {'req.F1':>6s} "
+    f"{'spec':>5s} {'best':>5s} {'urg':>4s} {'urg.rec':>7s} {'urg.prec':>8s}"
+)
+
+
+def format_compact(name: str, rows: dict[str, Any]) -> list[str]:
+    """Lines of the multi-set table; a measure without support shows '-'."""
+    lines = []
+    for lang, r in rows.items():
+        spec = f"{r['specialty']:5.3f}" if r["requests"] else "    -"
+        best = f"{r['specialty_best']:5.3f}" if r["requests"] else "    -"
+        rec = f"{r['request_recall']:7.3f}" if r["requests"] else "      -"
+        ur = f"{r['urgent_recall']:7.3f}" if r["urgent"] else "      -"
+        up = f"{r['urgent_precision']:8.3f}" if r["urgent"] else "       -"
+        lines.append(
+            f"{name[:28]:28s} {lang:4s} {r['posts']:5d} {r['requests']:5d} {rec} "
+            f"{r['request_f1']:6.3f} {spec} {best} {r['urgent']:4d} {ur} {up}"
+        )
+    return lines
 
 
 def _top3(req: list[tuple[Example, Classification]]) -> float:

@@ -98,15 +98,20 @@ def adjust_urgency(
     """Explicit cue rules on top of the model, in log-odds of `urgent`.
 
     - a patient with the poster now plus a red flag or an abnormal vital sign pushes up;
-    - an explicit "pas urgent" / "no rush" without such a combination pushes down.
+    - an explicit "pas urgent" / "no rush" without such a combination pushes down;
+    - a current case (nothing says it is past, resolved or for teaching) with a triage red
+      flag pushes up strongly (`case_red_boost`), whatever else the post says.
     """
     up, down = float(rules.get("now_red_boost", 0.0)), float(rules.get("calm_penalty", 0.0))
-    if not up and not down:
+    case_red = float(rules.get("case_red_boost", 0.0))
+    if not up and not down and not case_red:
         return proba
     out = proba.copy()
     iu = URGENCIES.index("urgent")
     for i, counts in enumerate(cue_counts):
         shift = (up if counts.get("U:now&red") else 0.0) - (down if counts.get("U:calm") else 0.0)
+        if case_red and counts.get("U:case&red"):
+            shift = max(shift, 0.0) + case_red
         if not shift:
             continue
         p = min(max(out[i, iu], 1e-6), 1 - 1e-6)
@@ -116,6 +121,13 @@ def adjust_urgency(
         out[i] *= scale
         out[i, iu] = q
     return out
+
+
+URGENT_CUE_KEYS = ("U:now", "U:deadline", "U:red_flag", "U:severity", "U:vital_abn")
+
+
+def has_urgent_cue(counts: dict[str, float]) -> bool:
+    return any(counts.get(k) for k in URGENT_CUE_KEYS)
 
 
 class DocTocTocClassifier:
@@ -136,7 +148,15 @@ class DocTocTocClassifier:
         self.heads = {h.name: h for h in state.heads}
         self.request_threshold = float(cfg.get("request_threshold", 0.5))
         self.urgent_threshold = float(cfg.get("urgent_threshold", 0.5))
+        # A post with no urgency cue at all (no presence, deadline, red flag, severity word or
+        # abnormal vital sign) is urgent only from this (higher) probability.
+        self.urgent_threshold_nocue = float(
+            cfg.get("urgent_threshold_nocue", self.urgent_threshold)
+        )
         self.rules: dict[str, float] = cfg.get("rules") or {}
+        # Non-requests scored at least this likely to be requests are flagged `uncertain`
+        # (they reach `triage` subscribers instead of vanishing).
+        self.request_uncertain_above = float(cfg.get("request_uncertain_above", 1.0))
 
     # --- scoring -------------------------------------------------------------------------
 
@@ -196,7 +216,8 @@ class DocTocTocClassifier:
                 from classifiers.lang import detect_lang
 
                 lang = detect_lang(texts[i])
-            if p_req[i] < self.request_threshold:
+            red_case = bool(doc.cue_counts.get("U:case&red")) and not doc.know.get("S:reply")
+            if p_req[i] < self.request_threshold and not red_case:
                 results.append(
                     Classification(
                         is_request=False,
@@ -205,13 +226,18 @@ class DocTocTocClassifier:
                         urgency=None,
                         urgency_score=0.0,
                         cues=[],
-                        uncertain=False,
+                        uncertain=p_req[i] >= self.request_uncertain_above,
                         model_version=self.version,
                         lang=lang,
                     )  # fmt: skip
                 )
                 continue
-            urgency, score = self._urgency(pu[i], urg_classes, iu)
+            threshold = (
+                self.urgent_threshold
+                if has_urgent_cue(doc.cue_counts)
+                else self.urgent_threshold_nocue
+            )
+            urgency, score = self._urgency(pu[i], urg_classes, iu, threshold)
             results.append(
                 Classification(
                     is_request=True,
@@ -227,8 +253,10 @@ class DocTocTocClassifier:
             )
         return results
 
-    def _urgency(self, pu: list[float], classes: list[str], iu: int) -> tuple[str, float]:
-        if pu[iu] >= self.urgent_threshold:
+    def _urgency(
+        self, pu: list[float], classes: list[str], iu: int, threshold: float
+    ) -> tuple[str, float]:
+        if pu[iu] >= threshold:
             return "urgent", pu[iu]
         j = max((k for k in range(len(classes)) if k != iu), key=lambda k: pu[k])
         return classes[j], pu[j]

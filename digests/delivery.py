@@ -53,13 +53,20 @@ def backoff(attempts: int, loaded: LoadedConfig) -> timedelta:
 
 
 def reconcile(
-    session: Session, loaded: LoadedConfig, channels: dict[str, Channel], now: datetime
+    session: Session,
+    loaded: LoadedConfig,
+    channels: dict[str, Channel],
+    now: datetime,
+    only_channel: str | None = None,
 ) -> int:
     """Settle deliveries left `sending` by a crash (see module docstring)."""
     limit = now - loaded.config.delivery.sending_timeout
-    rows = session.scalars(
-        select(DeliveryRow).where(DeliveryRow.status == "sending", DeliveryRow.updated_at <= limit)
-    ).all()
+    query = select(DeliveryRow).where(
+        DeliveryRow.status == "sending", DeliveryRow.updated_at <= limit
+    )
+    if only_channel is not None:
+        query = query.where(DeliveryRow.channel == only_channel)
+    rows = session.scalars(query).all()
     for row in rows:
         channel = channels.get(row.channel)
         resend = channel.resend_after_crash if channel else row.channel in ("smtp", "outbox")
@@ -92,11 +99,19 @@ def flush(
     *,
     force: bool = False,
     after_claim: Callable[[], None] | None = None,
+    only_channel: str | None = None,
 ) -> FlushResult:
-    """Send every due delivery, grouped into one message per (subscriber, channel, kind)."""
+    """Send every due delivery, grouped into one message per (subscriber, channel, kind).
+
+    With `only_channel`, only that channel's deliveries are looked at: each channel's job
+    works on its own rows, beside the others.
+    """
     result = FlushResult()
+    conditions = _due_conditions(now, force)
+    if only_channel is not None:
+        conditions.append(DeliveryRow.channel == only_channel)
     with db.session() as session:
-        reconcile(session, loaded, channels, now)
+        reconcile(session, loaded, channels, now, only_channel)
         subs = {s.key: s for s in active_subscribers(session, loaded)}
         groups: dict[tuple[str, str, str, str | None], list[int]] = defaultdict(list)
         dropped: dict[str, list[int]] = defaultdict(list)
@@ -112,7 +127,7 @@ def flush(
                 PostRow.deleted,
             )
             .outerjoin(PostRow, PostRow.id == DeliveryRow.post_id)
-            .where(*_due_conditions(now, force))
+            .where(*conditions)
             .order_by(DeliveryRow.id)
         ).all()
         for row_id, sub_id, post_id, channel_name, kind, message_key, deleted in due:
@@ -316,7 +331,9 @@ def build_digest(
     items.sort(
         key=lambda it: (
             order.get(it.urgency or "routine", 3),
-            it.urgency_label == "urgent_unsure",  # confident urgent cases first
+            # Urgent cases by their probability of urgency (the sure ones first), so a
+            # borderline form question never leads before a suicidal patient.
+            -(it.urgency_score or 0.0) if it.urgency == "urgent" else 0.0,
             -it.created_at.timestamp(),
         )
     )
@@ -339,6 +356,7 @@ def build_digest(
         specialties=spec.replace(",", ", "),
         message_key=key,
         generated_at=now,
+        stale_after=loaded.config.delivery.stale_alert_after,
     )
 
 

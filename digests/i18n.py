@@ -49,7 +49,22 @@ SPECIALTY_NAMES = {
     },
 }
 
-STRINGS = {
+
+class Plural:
+    """A phrase with a count: `.format(count=n)` picks the singular or the plural form.
+
+    French uses the singular for 0 and 1 ("0 réponse", "1 réponse"), English for 1 only.
+    """
+
+    def __init__(self, lang: str, one: str, other: str):
+        self.lang, self.one, self.other = lang, one, other
+
+    def format(self, *, count: int, **kwargs: object) -> str:
+        singular = count <= 1 if self.lang == "fr" else count == 1
+        return (self.one if singular else self.other).format(count=count, **kwargs)
+
+
+STRINGS: dict[str, dict[str, str | Plural]] = {
     "fr": {
         "urgent": "URGENT",
         "urgent_unsure": "URGENT ?",
@@ -58,13 +73,24 @@ STRINGS = {
         "subject_alert": "URGENT #DocTocToc : {specialty}",
         "subject_alert_unsure": "URGENT ? #DocTocToc : {specialty}",
         "subject_alert_soon": "#DocTocToc : {specialty}",
-        "subject_digest": "#DocTocToc : {count} demande(s) pour vous",
+        "subject_digest": Plural(
+            "fr",
+            "#DocTocToc : {count} demande pour vous",
+            "#DocTocToc : {count} demandes pour vous",
+        ),
         "subject_student": "#DocTocToc : {count} cas à étudier",
         "intro_alert": "Un confrère demande de l'aide maintenant.",
-        "intro_digest": "{count} demande(s) dans vos spécialités.",
+        "intro_digest": Plural(
+            "fr", "{count} demande dans vos spécialités.", "{count} demandes dans vos spécialités."
+        ),
         "intro_student": "{count} cas réels, avec les réponses reçues.",
         "answered_section": "Déjà répondu",
-        "replies": "{count} réponse(s)",
+        "replies": Plural("fr", "{count} réponse", "{count} réponses"),
+        "age_now": "à l'instant",
+        "age_minutes": "il y a {count} min",
+        "age_hours": "il y a {count} h",
+        "age_days": Plural("fr", "il y a {count} jour", "il y a {count} jours"),
+        "subject_stale": "{subject} (posté {age})",
         "no_reply": "Pas encore de réponse",
         "open": "Voir le message",
         "why": "Indices",
@@ -89,13 +115,28 @@ STRINGS = {
         "subject_alert": "URGENT #DocTocToc: {specialty}",
         "subject_alert_unsure": "URGENT? #DocTocToc: {specialty}",
         "subject_alert_soon": "#DocTocToc: {specialty}",
-        "subject_digest": "#DocTocToc: {count} request(s) for you",
-        "subject_student": "#DocTocToc: {count} cases to study",
+        "subject_digest": Plural(
+            "en", "#DocTocToc: {count} request for you", "#DocTocToc: {count} requests for you"
+        ),
+        "subject_student": Plural(
+            "en", "#DocTocToc: {count} case to study", "#DocTocToc: {count} cases to study"
+        ),
         "intro_alert": "A colleague needs help now.",
-        "intro_digest": "{count} request(s) in your specialties.",
-        "intro_student": "{count} real cases, with the answers they received.",
+        "intro_digest": Plural(
+            "en", "{count} request in your specialties.", "{count} requests in your specialties."
+        ),
+        "intro_student": Plural(
+            "en",
+            "{count} real case, with the answers it received.",
+            "{count} real cases, with the answers they received.",
+        ),
         "answered_section": "Already answered",
-        "replies": "{count} reply(ies)",
+        "replies": Plural("en", "{count} reply", "{count} replies"),
+        "age_now": "just now",
+        "age_minutes": "{count} min ago",
+        "age_hours": "{count} h ago",
+        "age_days": Plural("en", "{count} day ago", "{count} days ago"),
+        "subject_stale": "{subject} (posted {age})",
         "no_reply": "No reply yet",
         "open": "Open the post",
         "why": "Cues",
@@ -115,8 +156,21 @@ STRINGS = {
 }
 
 
-def strings(lang: str) -> dict[str, str]:
+def strings(lang: str) -> dict[str, str | Plural]:
     return STRINGS.get(lang, STRINGS["en"])
+
+
+def age_text(lang: str, seconds: float) -> str:
+    """How long ago a post was published: "il y a 3 h", "10 days ago"."""
+    s = strings(lang)
+    minutes = int(max(0, seconds) // 60)
+    if minutes < 1:
+        return str(s["age_now"])
+    if minutes < 60:
+        return s["age_minutes"].format(count=minutes)
+    if minutes < 48 * 60:
+        return s["age_hours"].format(count=minutes // 60)
+    return s["age_days"].format(count=minutes // (24 * 60))
 
 
 def specialty_name(lang: str, specialty: str | None) -> str:

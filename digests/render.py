@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
-from .i18n import specialty_name, strings
+from .i18n import age_text, specialty_name, strings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_ITEM_CHARS = 600  # a digest item shows at most this much of a post
@@ -67,6 +68,12 @@ class Digest:
     specialties: str = ""
     message_key: str = ""
     generated_at: datetime | None = None
+    # An alert for a post older than this says how old in its subject (None: never).
+    stale_after: timedelta | None = None
+
+    def age_seconds(self, item: DigestItem) -> float:
+        now = self.generated_at or datetime.now(UTC)
+        return (now - item.created_at).total_seconds()
 
     @property
     def all_items(self) -> list[DigestItem]:
@@ -82,6 +89,23 @@ def clean_text(text: str, limit: int | None = MAX_ITEM_CHARS) -> str:
     text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
     text = re.sub(r"[ \t]+", " ", text).strip()
     return shorten(text, limit) if limit else text
+
+
+def _finalize(value: object) -> object:
+    """Every `{{ ... }}` of every template goes through here: whatever an untrusted string
+    reaches (author names, photo descriptions, cues, names), no control or bidi-override
+    character comes out."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return _CONTROL.sub(" ", value)
+    return value
+
+
+def is_http(url: object) -> bool:
+    """Only http(s) links are rendered (never `javascript:`, `data:` ...)."""
+    return isinstance(url, str) and bool(_HTTP.match(url))
+
+
+_HTTP = re.compile(r"https?://[^\s/]", re.IGNORECASE)
 
 
 def one_line(text: str, limit: int = 80) -> str:
@@ -108,7 +132,9 @@ def _env(html: bool) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_finalize,
     )
+    env.tests["http"] = is_http
     env.filters["clean"] = clean_text
     env.filters["oneline"] = one_line
     return env
@@ -124,6 +150,7 @@ def _context(digest: Digest) -> dict:
         "spec": lambda sp: specialty_name(lang, sp),
         "urgency_word": lambda it: s[it.urgency_label],
         "color": lambda u: URGENCY_COLORS.get(u or "routine", "#607d8b"),
+        "age": lambda it: age_text(lang, digest.age_seconds(it)),
         "count": len(digest.items) + len(digest.answered) + digest.more,
     }
 
@@ -135,9 +162,11 @@ def subject(digest: Digest) -> str:
         key = {"urgent": "subject_alert", "urgent_unsure": "subject_alert_unsure"}.get(
             first.urgency_label, "subject_alert_soon"
         )
-        return one_line(
-            s[key].format(specialty=specialty_name(digest.language, first.specialty)), 120
-        )
+        text = s[key].format(specialty=specialty_name(digest.language, first.specialty))
+        age = digest.age_seconds(first)
+        if digest.stale_after is not None and age >= digest.stale_after.total_seconds():
+            text = s["subject_stale"].format(subject=text, age=age_text(digest.language, age))
+        return one_line(text, 120)
     count = len(digest.items) + len(digest.answered) + digest.more
     key = "subject_student" if digest.kind == "student" else "subject_digest"
     return one_line(s[key].format(count=count), 120)

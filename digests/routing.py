@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -42,6 +43,7 @@ class RouteResult:
 def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> None:
     """Mirror config subscribers into the db (unsubscribes stored there survive config edits)."""
     seen = set()
+    new_rows: list[dict] = []
     # One query for all stored subscribers (not one per configured subscriber).
     rows = {row.id: row for row in session.scalars(select(SubscriberRow))}
     for sub in loaded.config.subscribers:
@@ -49,10 +51,14 @@ def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> N
         row = rows.get(sub.key)
         settings = sub.model_dump(mode="json")
         if row is None:
-            session.add(
-                SubscriberRow(
-                    id=sub.key, name=sub.name, settings=settings, in_config=True, updated_at=now
-                )
+            new_rows.append(
+                {
+                    "id": sub.key,
+                    "name": sub.name,
+                    "settings": settings,
+                    "in_config": True,
+                    "updated_at": now,
+                }
             )
         elif row.settings != settings or not row.in_config or row.name != sub.name:
             row.name, row.settings, row.in_config, row.updated_at = sub.name, settings, True, now
@@ -60,7 +66,23 @@ def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> N
         if row.in_config and row.id not in seen:
             row.in_config = False
             row.updated_at = now
+    if new_rows:
+        # Another process may insert the same subscribers at the same moment: keep theirs.
+        session.execute(_insert_ignoring_duplicates(session, SubscriberRow), new_rows)
     session.flush()
+
+
+def _insert_ignoring_duplicates(session: Session, table: type) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return insert(table)
 
 
 def active_subscribers(session: Session, loaded: LoadedConfig) -> list[SubscriberConfig]:
@@ -101,6 +123,10 @@ def matches(sub: SubscriberConfig, post: PostRow, c: ClassificationRow) -> str |
     """Why this subscriber gets this request ('specialty' or 'triage'), or None."""
     if post.lang and post.lang.split("-")[0] not in sub.language:
         return None
+    if not c.is_request:
+        # a not-a-request decision the classifier is unsure of goes to triage, not nowhere
+        triage = c.uncertain and sub.triage and sub.role != "student" and not sub.escalation
+        return "triage" if triage else None
     if sub.role == "student":
         return "student" if sub.wants_specialty(c.specialty) else None
     if sub.escalation:
@@ -119,7 +145,9 @@ def due_time(
 ) -> tuple[str, datetime]:
     """('alert' | 'digest' | 'student', when it may go out)."""
     if reason == "student":
-        return "student", post.created_at + STUDENT_DELAY
+        # Unanswered cases go out in the first digest 24 h after the post (earlier once
+        # answered, see release_student_items), always on the student's own schedule.
+        return "student", next_digest_time(sub, max(now, post.created_at + STUDENT_DELAY))
     if sub.immediate != "never" and urgency_at_least(c.urgency, sub.immediate):
         urgent_passes = c.urgency == "urgent" and sub.urgent_overrides_quiet
         if in_quiet_hours(sub, now) and not urgent_passes:
@@ -144,9 +172,9 @@ def route_posts(
         if post is None or not is_routable(post):
             continue
         c = latest_classification(session, post_id)
-        if c is None or not c.is_request:
+        if c is None or not (c.is_request or c.uncertain):
             continue
-        result.requests += 1
+        result.requests += c.is_request
         result.urgent += c.urgency == "urgent"
         handle = normalize_handle(post.author_handle)
         if handle in blocked:
@@ -283,8 +311,11 @@ def escalate(session: Session, loaded: LoadedConfig, now: datetime) -> int:
     return added
 
 
-def release_student_items(session: Session, now: datetime) -> int:
-    """Student items go out once the case is answered (or 24 h old, their default due time)."""
+def release_student_items(
+    session: Session, now: datetime, loaded: LoadedConfig | None = None
+) -> int:
+    """Answered cases go out in the student's next digest (unanswered ones wait 24 h)."""
+    subs = {s.key: s for s in loaded.config.subscribers} if loaded is not None else {}
     rows = session.scalars(
         select(DeliveryRow)
         .join(PostRow, PostRow.id == DeliveryRow.post_id)
@@ -297,5 +328,15 @@ def release_student_items(session: Session, now: datetime) -> int:
         )
     ).all()
     for row in rows:
-        row.due_at = now
+        sub = subs.get(row.subscriber_id)
+        release = next_digest_time(sub, now) if sub is not None else now
+        if release < _aware(row.due_at):
+            row.due_at = release
     return len(rows)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes (stored in UTC)."""
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

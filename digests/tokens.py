@@ -8,6 +8,7 @@ import hmac
 import os
 import secrets
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.storage.models import SettingRow
@@ -22,9 +23,12 @@ def resolve_secret(session: Session, configured: str | None) -> bytes:
         return value.encode()
     row = session.get(SettingRow, "web_secret")
     if row is None:
-        row = SettingRow(name="web_secret", value=secrets.token_hex(32))
-        session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():  # another job or process may create it meanwhile
+                row = SettingRow(name="web_secret", value=secrets.token_hex(32))
+                session.add(row)
+        except IntegrityError:
+            row = session.get(SettingRow, "web_secret", populate_existing=True)
     return row.value.encode()
 
 
@@ -48,7 +52,9 @@ def verify(secret: bytes, purpose: str, token: str) -> str | None:
         value = _unb64(encoded).decode()
     except (ValueError, UnicodeDecodeError):
         return None
-    return value if hmac.compare_digest(sign(secret, purpose, value), token.strip()) else None
+    # Bytes: compare_digest refuses str with non-ASCII characters (a pasted token may have them).
+    expected = sign(secret, purpose, value).encode()
+    return value if hmac.compare_digest(expected, token.strip().encode()) else None
 
 
 def unsubscribe_token(secret: bytes, subscriber_id: str) -> str:

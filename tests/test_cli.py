@@ -20,6 +20,8 @@ def doctoctoc(
     *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "DOCTOCTOC_CONFIG"} | (env or {})
+    # This checkout's code, also when the installed package points at another checkout.
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
         cwd=cwd,

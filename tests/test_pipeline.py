@@ -145,7 +145,9 @@ def test_bad_config_edit_keeps_the_running_bot_on_the_last_good_config(tmp_path,
     runner = BotRunner(loaded, db, echo=said.append)
     runner.schedule()
     jobs = {j.id for j in runner.scheduler.get_jobs()}
-    assert {"deliver", "config"} <= jobs and any(j.startswith("collect:replay") for j in jobs)
+    assert {"deliver:outbox", "config"} <= jobs and any(
+        j.startswith("collect:replay") for j in jobs
+    )
     config_path.write_text(
         config_path.read_text().replace("min_urgency: soon", "min_urgency: sometimes")
     )

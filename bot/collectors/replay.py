@@ -26,17 +26,13 @@ class ReplayCollector(Collector):
 
     def __init__(self, source, hashtags, *, base_dir: Path | None = None, **kwargs):
         super().__init__(source, hashtags, **kwargs)
-        path = Path(source.url or "")
-        if not path.is_absolute():
-            # Relative to the config file; the bundled demo also resolves from the package.
-            candidates = [(base_dir or Path.cwd()) / path, PACKAGE_ROOT / path]
-            path = next((c for c in candidates if c.exists()), candidates[0])
-        self.path = path
+        self.path = resolve_path(source.url or "", base_dir)
 
     def pages(self, cursor: str | None) -> Iterator[Page]:
         start = int(cursor or 0)
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            # Bytes, decoded line by line: one invalid byte costs its line, not the file.
+            lines = self.path.read_bytes().splitlines()
         except OSError as exc:
             raise CollectorError(f"cannot read replay file {self.path}: {exc}") from exc
         for begin in range(start, len(lines), PAGE_SIZE):
@@ -53,12 +49,32 @@ class ReplayCollector(Collector):
                     page.posts.append(post)
             yield page
 
-    def _parse(self, line: str, number: int) -> Post | None:
+    def _parse(self, line: bytes, number: int) -> Post | None:
         try:
-            data = json.loads(line)
+            data = json.loads(line.decode("utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             return Post.from_dict(data)
+        except UnicodeDecodeError as exc:
+            reason = f"invalid UTF-8 at byte {exc.start}: {excerpt(line[max(0, exc.start - 20) : exc.start + 20])}"
         except ValueError as exc:
-            log.warning("%s:%d: skipped malformed post: %s", self.path, number, exc)
-            return None
+            reason = excerpt(str(exc))
+        log.warning("%s:%d: skipped malformed post: %s", self.path, number, reason)
+        return None
+
+
+def resolve_path(url: str, base_dir: Path | None) -> Path:
+    """Relative to the config file; the bundled demo also resolves from the package."""
+    path = Path(url)
+    if not path.is_absolute():
+        candidates = [(base_dir or Path.cwd()) / path, PACKAGE_ROOT / path]
+        path = next((c for c in candidates if c.exists()), candidates[0])
+    return path
+
+
+def excerpt(value: bytes | str, limit: int = 120) -> str:
+    """A short, printable excerpt of untrusted input for a log line."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -21,8 +21,15 @@ from typing import Any
 from classifiers.text import fold, tokenize
 
 LEXICON_DIR = Path(__file__).resolve().parent
-FILES = ("specialties", "context", "requests", "abbreviations", "urgency")
-CUE_KINDS = ("now", "deadline", "red_flag", "soon", "routine", "not_urgent")
+FILES = ("specialties", "context", "requests", "abbreviations", "urgency", "redflags")
+CUE_KINDS = ("now", "deadline", "red_flag", "severity", "soon", "routine", "not_urgent")
+# Words that make a post about a child, for red flags that only apply to infants or children
+# (`child: true` in redflags.yaml) when the file gives no `child_words` of its own.
+CHILD_WORDS = (
+    "nourrisson", "bébé", "bebe", "nouveau-né", "nné", "enfant", "infant", "baby", "newborn",
+    "neonate", "child", "toddler", "mois", "month*", "semaines", "weeks", "week-old",
+    "jours de vie", "days old", "day-old",
+)  # fmt: skip
 
 
 def load_raw(directory: Path = LEXICON_DIR) -> dict[str, Any]:
@@ -32,6 +39,8 @@ def load_raw(directory: Path = LEXICON_DIR) -> dict[str, Any]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     data: dict[str, Any] = {}
     for name in FILES:
+        if not (directory / f"{name}.yaml").exists() and name == "redflags":
+            continue  # older lexicon folders have no triage red flags
         with open(directory / f"{name}.yaml", encoding="utf-8") as fh:
             data[name] = yaml.load(fh, Loader=loader) or {}
     return data
@@ -189,6 +198,28 @@ def _terms(value: Any) -> Iterable[str]:
     return [str(t) for t in value]
 
 
+def _add_redflags(matcher: PhraseMatcher, red: dict[str, Any]) -> None:
+    """Triage red flags (redflags.yaml): a flag's terms are `C:red_flag` cues, or `Q:<id>`
+    when the flag also needs another word in the post (`needs`, or a child for `child: true`),
+    whose terms are `N:<id>`; `current_case` / `not_current` phrases are `C:current` /
+    `C:past`."""
+    child = [str(t) for t in (red.get("child_words") or CHILD_WORDS)]
+    for flag in sorted(red.get("flags") or [], key=lambda f: str(f.get("id"))):
+        needs = [str(t) for t in (flag.get("needs") or [])]
+        if flag.get("child"):
+            needs = needs + child
+        label = f"Q:{flag.get('id')}" if needs else "C:red_flag"
+        for lang in ("fr", "en"):
+            for term in _terms(flag.get(lang)):
+                matcher.add(term, label)
+        for term in needs:
+            matcher.add(term, f"N:{flag.get('id')}")
+    for term in _terms(red.get("current_case")):
+        matcher.add(term, "C:current")
+    for term in _terms(red.get("not_current")):
+        matcher.add(term, "C:past")
+
+
 @dataclass
 class Lexicons:
     """One compiled matcher for the features and the abbreviation tables for normalisation.
@@ -230,6 +261,7 @@ def compile_lexicons(raw: dict[str, Any]) -> Lexicons:
     for kind in CUE_KINDS:
         for term in _terms(urgency.get(kind)):
             matcher.add(term, f"C:{kind}")
+    _add_redflags(matcher, raw.get("redflags") or {})
     for term in _terms(urgency.get("negators")):
         matcher.add(term, "C:neg")
     for vital, terms in sorted((urgency.get("vitals") or {}).items()):

@@ -28,15 +28,28 @@ class OutboxChannel(Channel):
         to = subscriber.email or f"{re.sub(r'[^a-z0-9.-]+', '-', subscriber.key)}@outbox.invalid"
         try:
             message = build_email(digest, sender=self.sender, to=to)
-            self.dir.mkdir(parents=True, exist_ok=True)
+            # Private: digests name patients' situations and carry signed links.
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             name = f"{digest.generated_at:%Y%m%dT%H%M%S}-{digest.kind}-{_safe(digest.subscriber_id)}-{_safe(digest.message_key)[-12:]}.eml"
             target = self.dir / name
-            tmp = target.with_suffix(".tmp")
-            tmp.write_bytes(bytes(message))
-            os.replace(tmp, target)  # atomic: a crash never leaves half a digest
+            _write_atomic(target, bytes(message))
         except (OSError, ValueError) as exc:
             return SendResult.failure(f"cannot write to outbox {self.dir}: {exc}")
         return SendResult.success(str(target))
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Write a 0600 file under a temporary name, then rename it: a crash or a full disk
+    never leaves half a digest, nor a stray temporary file."""
+    tmp = target.with_suffix(".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _safe(text: str) -> str:

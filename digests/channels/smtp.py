@@ -61,7 +61,7 @@ class SmtpChannel(Channel):
                     message["From"].addresses[0].addr_spec, [subscriber.email], data
                 )
         except smtplib.SMTPRecipientsRefused as exc:
-            return SendResult.failure(f"recipient refused: {exc.recipients}", retryable=False)
+            return _refused(exc.recipients)
         except smtplib.SMTPAuthenticationError as exc:
             return SendResult.failure(f"SMTP authentication failed: {exc.smtp_code}")
         except smtplib.SMTPResponseException as exc:
@@ -74,7 +74,7 @@ class SmtpChannel(Channel):
                 f"SMTP server {cfg.host}:{cfg.effective_port} unreachable: {exc}"
             )
         if refused:
-            return SendResult.failure(f"recipient refused: {refused}", retryable=False)
+            return _refused(refused)
         return SendResult.success(message["Message-ID"])
 
     def _dkim(self, data: bytes) -> bytes:
@@ -89,3 +89,14 @@ class SmtpChannel(Channel):
             key,
             include_headers=DKIM_HEADERS,
         )
+
+
+def _refused(recipients: dict[str, tuple[int, bytes]]) -> SendResult:
+    """A refusal at RCPT TO: 4xx (greylisting, mailbox busy) is retried, 5xx is final."""
+    permanent = any(not 400 <= code < 500 for code, _ in recipients.values())
+    detail = ", ".join(
+        f"{rcpt}: {code} {msg.decode('utf-8', 'replace') if isinstance(msg, bytes) else msg}"
+        for rcpt, (code, msg) in recipients.items()
+    )
+    word = "recipient refused" if permanent else "recipient deferred"
+    return SendResult.failure(f"{word}: {detail}", retryable=not permanent)

@@ -77,7 +77,10 @@ def test_negated_red_flags_do_not_count(featurizer):
     assert {c.text for c in en if c.negated} == {"chest pain", "syncope"}
     assert any(c.text == "aphasia" and not c.negated for c in en)
     counts = CueSummary(fr).counts()
-    assert counts["U:red_neg"] == 2 and counts["U:red_flag"] == 1
+    # triage red flags (redflags.yaml) and severity words (urgency.yaml) count apart
+    assert counts["U:red_neg"] == 1 and counts["U:red_flag"] == 1
+    assert counts["U:sev_neg"] == 2 and counts["U:severity"] == 1
+    assert counts["U:case&red"] == 1, "a current case ('ce matin') with a red flag"
     assert "déficit" not in CueSummary(fr).shown("urgent")
 
 

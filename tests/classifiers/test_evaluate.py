@@ -119,3 +119,26 @@ def test_train_command_on_a_small_corpus(tmp_path):
     assert out.exit_code == 0, out.output
     assert "held-out test split" in out.output and "urgent recall" in out.output
     assert (tmp_path / "m.skops").exists() and (tmp_path / "m.json").exists()
+
+
+def test_several_sets_are_reported_each_on_its_own_and_by_language(tmp_path, monkeypatch):
+    import classifiers
+
+    monkeypatch.setattr(classifiers, "load_classifier", lambda *a, **k: Stub())
+    rows = [json.loads(line) for line in TINY.read_text(encoding="utf-8").splitlines()]
+    other = tmp_path / "other_set.jsonl"
+    other.write_text("".join(json.dumps(r) + "\n" for r in rows[:3]), encoding="utf-8")
+    out = CliRunner().invoke(
+        evaluate_cmd, [str(TINY), str(other), "--report-dir", str(tmp_path / "rep")]
+    )
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    tiny = [line.split() for line in lines if line.startswith("tiny_gold ")]
+    assert [r[1] for r in tiny] == ["all", "en", "fr"]
+    # all: 8 posts, 6 gold requests, request recall 5/6, specialty 4/6, urgent recall 2/3
+    assert tiny[0][2:5] == ["8", "6", f"{5 / 6:.3f}"] and tiny[0][6] == f"{4 / 6:.3f}"
+    assert tiny[0][9] == f"{2 / 3:.3f}"
+    assert any(line.startswith("other_set ") for line in lines)
+    assert (tmp_path / "rep" / "tiny_gold" / "report.html").exists()
+    assert (tmp_path / "rep" / "other_set" / "report.html").exists()
+    assert CliRunner().invoke(evaluate_cmd, []).exit_code != 0, "no file and no --sets"

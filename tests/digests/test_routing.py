@@ -56,6 +56,27 @@ def test_uncertain_requests_also_reach_triage(tmp_path, db):
     }
 
 
+def test_unsure_non_requests_reach_triage_and_sure_ones_nobody(tmp_path, db):
+    loaded = make_config(
+        tmp_path,
+        """\
+- {name: Derm, id: derm, specialties: all}
+- {name: Triage, id: triage, specialties: [general_practice], triage: true}
+- {name: Student, id: stud, role: student, specialties: all, triage: true}
+""",
+    )
+    add_request(db, "1", "Congrès de dermato, inscrivez-vous", None, None, is_request=False)
+    unsure = add_request(
+        db, "2", "pt 70 ans, lésion bizarre", None, None, is_request=False, uncertain=True
+    )
+    run(loaded, db, T0, force=True)
+    got = {(sub, pid, reason) for sub, pid, _k, reason, _s in deliveries(db)}
+    assert got == {("triage", unsure, "triage")}
+    with db.session() as s:
+        [row] = s.scalars(select(DeliveryRow)).all()
+        assert row.status == "sent"  # the digest with a label-less item renders and goes out
+
+
 def test_quiet_hours_hold_alerts_but_not_urgent_ones(tmp_path, db):
     loaded = make_config(
         tmp_path,
@@ -145,6 +166,8 @@ def test_students_get_cases_once_answered_with_answers_and_hidden_authors(tmp_pa
         store_posts(s, [reply])
     out = tmp_path / "outbox"
     run(loaded, db, T0 + timedelta(hours=2))
+    assert [d[4] for d in deliveries(db)] == ["pending"]  # answered: waits for 07:30 (Paris)
+    run(loaded, db, T0 + timedelta(hours=22))  # 08:00 in Paris the next day
     [eml] = list(out.glob("*.eml")) if out.exists() else [None]
     body = eml.read_text()
     assert "Granulome annulaire probable" in body and "Secret" not in body

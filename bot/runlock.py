@@ -1,0 +1,58 @@
+"""One `doctoctoc run` per SQLite file: a second one refuses to start with a clear message.
+
+SQLite takes one writer at a time and has no locks that outlive a process cleanly, so the
+bot locks a file beside the database (`flock`: released by the kernel when the process
+dies, even by kill -9). PostgreSQL needs no such lock: processes share the work there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy.engine import make_url
+
+from .errors import DocTocTocError
+
+
+class AlreadyRunning(DocTocTocError):
+    """Another bot process uses this SQLite database."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL we can lock
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.database.startswith("file:"):
+        return None
+    return Path(parsed.database)
+
+
+def lock_run(url: str) -> IO[str] | None:
+    """Hold the run lock of a SQLite database for the life of this process."""
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    lock_path = path.with_name(path.name + ".run-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    handle = os.fdopen(fd, "r+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        other = handle.read().strip() or "?"
+        handle.close()
+        raise AlreadyRunning(
+            f"another doctoctoc run (pid {other}) is using {path}; stop it first. "
+            "To run several processes, use PostgreSQL (database.url)"
+        ) from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle

@@ -1,0 +1,162 @@
+"""Issue 10: requests without a question, triage red flags, extra training data, several
+evaluation sets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.errors import InputError
+from classifiers.augment import questionless_variants, without_question
+from classifiers.corpus import Example, load_extra, read_knowledge
+
+
+def test_question_sentences_are_dropped_and_the_presentation_kept():
+    text = (
+        "#DocTocToc ECG en PJ, M. 58 ans douleur thoracique depuis 40 min, il est au cabinet. "
+        "sus-ST en D2 D3 aVF ou je me fais des films ? j'appelle le 15 direct ?"
+    )
+    out = without_question(text)
+    assert (
+        out
+        == "#DocTocToc ECG en PJ, M. 58 ans douleur thoracique depuis 40 min, il est au cabinet."
+    )
+    assert "?" not in out
+
+
+def test_a_post_that_is_only_a_question_loses_its_question_marks_and_keeps_its_hashtags():
+    text = "Dose d'amoxicilline chez un enfant de 14 kg pour une otite ?? #DocTocToc"
+    assert (
+        without_question(text)
+        == "Dose d'amoxicilline chez un enfant de 14 kg pour une otite #DocTocToc"
+    )
+    assert without_question("Un avis ?") is None  # nothing clinical left
+    assert without_question("Homme 62 ans, oppression thoracique. #DocTocToc") is None
+
+
+def test_variants_are_requests_only_and_weighted():
+    train = [
+        Example("a", "Femme 30 ans, éruption prurigineuse du tronc. Une idée ?", True,
+                "dermatology", "soon", lang="fr"),
+        Example("b", "Congrès de dermato à Lyon, inscrivez-vous ! Qui vient ?", False, None, None),
+    ]  # fmt: skip
+    [v] = questionless_variants(train, 0.5)
+    assert v.text == "Femme 30 ans, éruption prurigineuse du tronc."
+    assert (v.is_request, v.specialty, v.weight, v.source) == (
+        True,
+        "dermatology",
+        0.5,
+        "augmented",
+    )
+
+
+def test_knowledge_and_real_training_files_are_read_and_eval_sets_never(tmp_path):
+    (tmp_path / "knowledge").mkdir()
+    (tmp_path / "knowledge" / "icd.tsv").write_text(
+        "code\tlang\tspecialty\ttext\nI21\ten\tcardiology\tAcute myocardial infarction\n"
+        "# a comment\nH25\ten\tophthalmology\tSenile cataract\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "real").mkdir()
+    row = {"id": "q1", "text": "My knee hurts when I climb stairs", "lang": "en",
+           "is_request": True, "specialty": "orthopedics_trauma", "alt_specialties": [],
+           "urgency": "routine"}  # fmt: skip
+    (tmp_path / "real" / "qa.train.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "held.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    extra = load_extra(tmp_path)
+    assert [(e.source, e.specialty, e.text) for e in extra] == [
+        ("knowledge", "cardiology", "Acute myocardial infarction"),
+        ("knowledge", "ophthalmology", "Senile cataract"),
+        ("real:request+specialty", "orthopedics_trauma", "My knee hurts when I climb stairs"),
+    ]
+
+
+def test_a_bad_knowledge_line_names_its_file_and_line(tmp_path):
+    path = tmp_path / "bad.tsv"
+    path.write_text("I21\ten\tcardio\tAcute myocardial infarction\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad.tsv:1: 'cardio' is not one of the 20 ids"):
+        read_knowledge(path)
+
+
+def _featurizer_with(flags, current=(), past=()):
+    from classifiers.features import Featurizer
+    from classifiers.lexicons import load_raw
+
+    raw = load_raw()
+    raw["redflags"] = {"flags": flags, "current_case": list(current), "not_current": list(past)}
+    raw["urgency"] = {**raw["urgency"], "severity": []}  # only the flags under test
+    return Featurizer(raw)
+
+
+def test_a_red_flag_in_a_current_case_marks_it_and_past_or_negated_ones_do_not():
+    fz = _featurizer_with(
+        [
+            {
+                "id": "chest_pain",
+                "level": 2,
+                "source": "test",
+                "fr": ["douleur thoracique"],
+                "en": ["chest pain"],
+            }
+        ],  # fmt: skip
+        past=["il y a 3 ans", "quiz"],
+    )
+    assert fz.analyze("Homme 62 ans, douleur thoracique depuis 1 h").cue_counts.get("U:case&red")
+    assert fz.analyze("Patient with chest pain, what do you think?").cue_counts.get("U:case&red")
+    for text in (
+        "Douleur thoracique il y a 3 ans, bilan normal, je refais quoi ?",
+        "Quiz du jour : ECG d'un homme avec douleur thoracique",
+        "Homme 62 ans, pas de douleur thoracique, fatigue",
+    ):
+        assert not fz.analyze(text).cue_counts.get("U:case&red"), text
+
+
+def test_a_flag_that_needs_a_companion_word_counts_only_with_it():
+    fz = _featurizer_with(
+        [
+            {
+                "id": "pregnancy_bleeding",
+                "level": 2,
+                "source": "test",
+                "fr": ["saignement"],
+                "en": ["bleeding"],
+                "needs": ["enceinte", "pregnant"],
+            }
+        ],  # fmt: skip
+    )
+    assert fz.analyze("Femme enceinte de 30 ans, saignement abondant").cue_counts.get("U:case&red")
+    assert not fz.analyze("Saignement de nez chez un homme de 30 ans").cue_counts.get("U:red_flag")
+
+
+def test_the_cue_threshold_is_tuned_for_recall_with_cueless_posts_judged_at_their_own():
+    import numpy as np
+
+    from classifiers.train import tune_cue_threshold
+
+    p = np.array([0.9, 0.3, 0.2, 0.6, 0.1, 0.4, 0.05])
+    gold = np.array([True, True, True, True, False, False, True])
+    cue = np.array([True, True, True, False, True, False, False])
+    # 5 urgent; at 0.5 the cue-less ones give 1 (0.6); 80% recall needs 3 more from the cue posts
+    assert tune_cue_threshold(p, gold, cue, 0.8, 0.5) == 0.2
+    assert tune_cue_threshold(p, gold, cue, 0.6, 0.5) == 0.3
+
+
+def test_each_real_file_teaches_only_the_heads_named_for_it(tmp_path):
+    from classifiers.corpus import teaches
+
+    (tmp_path / "real").mkdir()
+    row = {"id": "v1", "text": "Patient with chest pain, what do you think?", "lang": "en",
+           "is_request": True, "specialty": "cardiology", "alt_specialties": [],
+           "urgency": "urgent"}  # fmt: skip
+    (tmp_path / "real" / "ed.train.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (tmp_path / "real" / "heads.yaml").write_text("ed: [request, urgency]\n", encoding="utf-8")
+    [e] = load_extra(tmp_path)
+    assert [h for h in ("request", "specialty", "urgency") if teaches(e, h)] == [
+        "request",
+        "urgency",
+    ]
+    (tmp_path / "real" / "heads.yaml").write_text("ed: [colour]\n", encoding="utf-8")
+    with pytest.raises(InputError, match="heads.yaml: ed"):
+        load_extra(tmp_path)
