@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, func, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, or_, select, text, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -52,32 +52,52 @@ class CasePage:
     has_next: bool
 
 
-def _latest_id() -> Any:
-    """The id of a post's latest classification (correlated: one index lookup per post)."""
-    c2 = aliased(ClassificationRow)
-    return (
-        select(func.max(c2.id)).where(c2.post_id == PostRow.id).correlate(PostRow).scalar_subquery()
-    )
+def _cases(session: Session, *columns: Any) -> tuple[Any, Any]:
+    """(SELECT of live cases joined to their latest classification, the classification entity).
 
-
-def _live_case() -> list[ColumnElement[bool]]:
-    # coalesce(...) = 0 rather than IS NULL: SQLite would otherwise walk the (mostly NULL)
-    # answer_to_id / duplicate_of_id indexes and sort every case, instead of reading the
-    # created_at index newest first and stopping after one page (1.5 s -> 1 ms at 100,000).
-    return [
-        PostRow.deleted.is_(False),
-        func.coalesce(PostRow.answer_to_id, 0) == 0,
-        PostRow.reply_to.is_(None),
-        func.coalesce(PostRow.duplicate_of_id, 0) == 0,
-    ]
-
-
-def _cases_query() -> Any:
-    return (
-        select(PostRow, ClassificationRow)
-        .join(ClassificationRow, ClassificationRow.id == _latest_id())
-        .where(*_live_case(), ClassificationRow.is_request.is_(True))
-    )
+    Each backend gets the form its planner walks newest first through ix_posts_created_at,
+    stopping after one page (measured at 100,000 cases in benchmarks/bench_web.py):
+    PostgreSQL a LATERAL "latest classification" (estimated at one row per post), SQLite a
+    correlated max(id), with coalesce(...) = 0 rather than IS NULL so that it does not walk the
+    mostly-NULL answer_to_id / duplicate_of_id indexes and sort every case.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        latest = (
+            select(ClassificationRow)
+            .where(ClassificationRow.post_id == PostRow.id)
+            .order_by(ClassificationRow.id.desc())
+            .limit(1)
+            .lateral("latest")
+        )
+        c: Any = aliased(ClassificationRow, latest)
+        live = [
+            PostRow.deleted.is_(False),
+            PostRow.answer_to_id.is_(None),
+            PostRow.reply_to.is_(None),
+            PostRow.duplicate_of_id.is_(None),
+        ]
+        query = select(*(columns or (PostRow, c))).select_from(PostRow).join(latest, true())
+    else:
+        c = ClassificationRow
+        c2 = aliased(ClassificationRow)
+        latest_id = (
+            select(func.max(c2.id))
+            .where(c2.post_id == PostRow.id)
+            .correlate(PostRow)
+            .scalar_subquery()
+        )
+        live = [
+            PostRow.deleted.is_(False),
+            func.coalesce(PostRow.answer_to_id, 0) == 0,
+            PostRow.reply_to.is_(None),
+            func.coalesce(PostRow.duplicate_of_id, 0) == 0,
+        ]
+        query = (
+            select(*(columns or (PostRow, c)))
+            .select_from(PostRow)
+            .join(c, and_(c.post_id == PostRow.id, c.id == latest_id))
+        )
+    return query.where(*live, c.is_request.is_(True)), c
 
 
 def fts_terms(query: str) -> list[str]:
@@ -100,11 +120,11 @@ def _search(session: Session, words: list[str]) -> ColumnElement[bool]:
 
 def list_cases(session: Session, f: CaseFilters) -> CasePage:
     """One page of cases (one row more is read to know whether a next page exists)."""
-    query = _cases_query()
+    query, c = _cases(session)
     if f.specialties:
-        query = query.where(ClassificationRow.specialty.in_(f.specialties))
+        query = query.where(c.specialty.in_(f.specialties))
     if f.urgency:
-        query = query.where(ClassificationRow.urgency == f.urgency)
+        query = query.where(c.urgency == f.urgency)
     if f.network:
         query = query.where(PostRow.network == f.network)
     if f.lang:
@@ -123,7 +143,7 @@ def list_cases(session: Session, f: CaseFilters) -> CasePage:
     page = max(1, f.page)
     offset, wanted = (page - 1) * f.per_page, f.per_page + 1
     if f.sort == "urgent" and not f.urgency:
-        rows = _urgent_first(session, query, offset, wanted)
+        rows = _urgent_first(session, query, c, offset, wanted)
     else:
         rows = _newest(session, query, offset, wanted)
     return CasePage(cases=rows[: f.per_page], page=page, has_next=len(rows) > f.per_page)
@@ -134,11 +154,11 @@ def _newest(session: Session, query: Any, offset: int, limit: int) -> list[Any]:
     return [(p, c) for p, c in session.execute(ordered.offset(offset).limit(limit)).all()]
 
 
-def _urgent_first(session: Session, query: Any, offset: int, limit: int) -> list[Any]:
+def _urgent_first(session: Session, query: Any, c: Any, offset: int, limit: int) -> list[Any]:
     """Urgent, then soon, then the rest, each newest first: one index walk per section
     (a single ORDER BY urgency would sort every case); a section is counted only when a deep
     page starts beyond it."""
-    u = ClassificationRow.urgency
+    u = c.urgency
     sections = [u == "urgent", u == "soon", or_(u.is_(None), u.not_in(["urgent", "soon"]))]
     rows: list[Any] = []
     for section in sections:
@@ -182,12 +202,9 @@ def answers(session: Session, case_id: int, limit: int = 200) -> list[PostRow]:
 
 def cases_after(session: Session, after_id: int, limit: int = 5000) -> list[tuple[int, str]]:
     """(id, text) of live cases with an id above `after_id`, in id order (similar-case index)."""
+    query, _ = _cases(session, PostRow.id, PostRow.text)
     rows = session.execute(
-        select(PostRow.id, PostRow.text)
-        .join(ClassificationRow, ClassificationRow.id == _latest_id())
-        .where(*_live_case(), ClassificationRow.is_request.is_(True), PostRow.id > after_id)
-        .order_by(PostRow.id)
-        .limit(limit)
+        query.where(PostRow.id > after_id).order_by(PostRow.id).limit(limit)
     ).all()
     return [(i, t or "") for i, t in rows]
 
@@ -199,7 +216,8 @@ def cases_by_ids(
     wanted = list(ids)
     if not wanted:
         return {}
-    rows = session.execute(_cases_query().where(PostRow.id.in_(wanted))).all()
+    query, _ = _cases(session)
+    rows = session.execute(query.where(PostRow.id.in_(wanted))).all()
     return {p.id: (p, c) for p, c in rows}
 
 

@@ -94,6 +94,8 @@ class PostRow(Base):
 
 class ClassificationRow(Base):
     __tablename__ = "classifications"
+    # a post's latest classification: one index lookup (the web case list, migration 0003)
+    __table_args__ = (Index("ix_classifications_post_latest", "post_id", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
