@@ -120,6 +120,9 @@ class BotRunner:
                         retired.close()
 
     def _retire(self, pipeline: Pipeline) -> None:
+        # Its sources go to the new pipeline now, even if one of its jobs (a hanging SMTP
+        # send) keeps it open a while longer.
+        pipeline.source_locks.release_all()
         with self._users:
             if self._in_use.get(id(pipeline)):
                 self._retired[id(pipeline)] = pipeline  # closed by its last job

@@ -191,7 +191,7 @@ class BlueskyCollector(Collector):
                 post = post_from_view(view)
                 # the AppView's "latest" order is by sortAt = min(indexedAt, createdAt)
                 when = min(parse_time(view.indexed_at), post.created_at)
-            except (ValueError, TypeError, AtProtocolError) as exc:
+            except (ValueError, TypeError, KeyError, AttributeError, AtProtocolError) as exc:
                 log.warning("bluesky %s: malformed search item skipped: %s", self.key, exc)
                 page.skipped += 1
                 continue
@@ -300,7 +300,7 @@ class BlueskyCollector(Collector):
                 continue  # notFoundPost, blockedPost
             try:
                 page.posts.append(post_from_view(parse_view(node.get("post"))))
-            except (ValueError, TypeError, AtProtocolError) as exc:
+            except (ValueError, TypeError, KeyError, AttributeError, AtProtocolError) as exc:
                 log.warning("bluesky %s: malformed reply skipped: %s", self.key, exc)
                 page.skipped += 1
                 continue

@@ -369,9 +369,10 @@ class MastodonCollector(Collector):
                 require_tag=require_tag,
                 thread_root=thread_root,
             )
-        except MalformedStatus as exc:
+        except (MalformedStatus, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # One bad item never blocks its page, whatever shape it has.
             log.warning(
-                "%s: skipped malformed status %s: %s", self.key, status_id(item) or "?", exc
+                "%s: skipped malformed status %.40s: %.200s", self.key, status_id(item) or "?", exc
             )
             page.skipped += 1
             return

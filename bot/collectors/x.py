@@ -269,8 +269,9 @@ class XCollector(Collector):
         for item in reversed(data):  # oldest first
             try:
                 post = self._post(item, users, media)
-            except _Malformed as exc:
-                log.warning("X: skipped malformed tweet: %s", exc)
+            except (_Malformed, ValueError, TypeError, KeyError, AttributeError) as exc:
+                # One bad item never blocks its page, whatever shape it has.
+                log.warning("X: skipped malformed tweet: %.200s", exc)
                 page.skipped += 1
                 continue
             if keep(post):

@@ -321,6 +321,26 @@ def test_malformed_items_are_skipped(server, clock, db):
     assert cursor(db) is not None
 
 
+def test_a_tweet_with_odd_nested_fields_costs_only_itself(server, clock, db):
+    """Issue 12: one bad item never blocks its page (shapes no check anticipated)."""
+    good = [server.add_tweet("avant #DocTocToc")]
+    base = {
+        "text": "#DocTocToc",
+        "created_at": "2026-11-27T08:00:00.000Z",
+        "author_id": "1000",
+    }
+    odd = [
+        {**base, "id": "2", "edit_history_tweet_ids": ["2"], "attachments": {"media_keys": 5}},
+        {**base, "id": "3", "edit_history_tweet_ids": ["3"], "entities": {"hashtags": 7}},
+    ]
+    for item in odd:
+        server.add_raw(item)
+    good.append(server.add_tweet("après #DocTocToc"))
+    result = run(db, make(server, clock, db), clock)
+    assert result.error is None and result.skipped == len(odd)
+    assert sorted(r.native_id for r in rows(db)) == sorted(good)
+
+
 def test_a_restart_mid_run_leaves_no_gap_and_no_duplicate(server, clock, db):
     ids = add_cases(server, clock, 35)
     server.fail("500", times=4, after=2)  # page 3 of 4 fails after all retries
