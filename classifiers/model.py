@@ -217,6 +217,8 @@ class DocTocTocClassifier:
 
                 lang = detect_lang(texts[i])
             red_case = bool(doc.cue_counts.get("U:case&red")) and not doc.know.get("S:reply")
+            if not doc.text:  # no words at all (empty, or only the hashtag): nothing to ask
+                p_req[i] = 0.0
             if p_req[i] < self.request_threshold and not red_case:
                 results.append(
                     Classification(
