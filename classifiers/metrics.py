@@ -143,7 +143,7 @@ def compact(gold: list[Example], pred: list[Classification]) -> dict[str, Any]:
 
 
 COMPACT_HEADER = (
-    f"{'set':28s} {'lang':4s} {'posts':>5s} {'req':>5s} {'req.rec':>7s} {'req.F1':>6s} "
+    f"{'set':40s} {'lang':4s} {'posts':>5s} {'req':>5s} {'req.rec':>7s} {'req.F1':>6s} "
     f"{'spec':>5s} {'best':>5s} {'urg':>4s} {'urg.rec':>7s} {'urg.prec':>8s}"
 )
 
@@ -158,7 +158,7 @@ def format_compact(name: str, rows: dict[str, Any]) -> list[str]:
         ur = f"{r['urgent_recall']:7.3f}" if r["urgent"] else "      -"
         up = f"{r['urgent_precision']:8.3f}" if r["urgent"] else "       -"
         lines.append(
-            f"{name[:28]:28s} {lang:4s} {r['posts']:5d} {r['requests']:5d} {rec} "
+            f"{name[:40]:40s} {lang:4s} {r['posts']:5d} {r['requests']:5d} {rec} "
             f"{r['request_f1']:6.3f} {spec} {best} {r['urgent']:4d} {ur} {up}"
         )
     return lines
