@@ -51,28 +51,10 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 
-SPECIALTIES = {
-    "cardiology",
-    "dermatology",
-    "emergency",
-    "endocrinology",
-    "ent",
-    "gastroenterology",
-    "general_practice",
-    "gynecology_obstetrics",
-    "infectious_disease",
-    "nephrology_urology",
-    "neurology",
-    "oncology_hematology",
-    "ophthalmology",
-    "orthopedics_trauma",
-    "pediatrics",
-    "pharmacology",
-    "psychiatry",
-    "pulmonology",
-    "radiology",
-    "rheumatology",
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from classifiers.labels import SPECIALTIES as _IDS  # noqa: E402  (the 20 ids of TAXONOMY.md)
+
+SPECIALTIES = set(_IDS)
 
 # Pinned snapshots: (commit, path inside the repository)
 PINS = {
