@@ -68,14 +68,19 @@ def parse_example(obj: Any, where: str) -> Example:
     )
 
 
-def read_jsonl(path: str | Path) -> list[Example]:
-    path = Path(path)
-    out: list[Example] = []
+def _numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, line) of a UTF-8 data file; an unreadable file is an InputError."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    for number, line in enumerate(lines, start=1):
+    return list(enumerate(lines, start=1))
+
+
+def read_jsonl(path: str | Path) -> list[Example]:
+    path = Path(path)
+    out: list[Example] = []
+    for number, line in _numbered_lines(path):
         if not line.strip():
             continue
         try:
@@ -170,11 +175,7 @@ def read_knowledge(path: str | Path) -> list[Example]:
     each title becomes a short specialty example (see data/SOURCES.md for the sources)."""
     path = Path(path)
     out: list[Example] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    for number, line in enumerate(lines, start=1):
+    for number, line in _numbered_lines(path):
         if not line.strip() or line.startswith("#") or line.startswith("code\t"):
             continue
         parts = line.split("\t")

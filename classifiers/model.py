@@ -123,13 +123,6 @@ def adjust_urgency(
     return out
 
 
-URGENT_CUE_KEYS = ("U:now", "U:deadline", "U:red_flag", "U:severity", "U:vital_abn")
-
-
-def has_urgent_cue(counts: dict[str, float]) -> bool:
-    return any(counts.get(k) for k in URGENT_CUE_KEYS)
-
-
 class DocTocTocClassifier:
     """`classify(texts, langs)` -> Classification per post (the `classifiers.Classifier` protocol)."""
 
@@ -148,11 +141,6 @@ class DocTocTocClassifier:
         self.heads = {h.name: h for h in state.heads}
         self.request_threshold = float(cfg.get("request_threshold", 0.5))
         self.urgent_threshold = float(cfg.get("urgent_threshold", 0.5))
-        # A post with no urgency cue at all (no presence, deadline, red flag, severity word or
-        # abnormal vital sign) is urgent only from this (higher) probability.
-        self.urgent_threshold_nocue = float(
-            cfg.get("urgent_threshold_nocue", self.urgent_threshold)
-        )
         self.rules: dict[str, float] = cfg.get("rules") or {}
         # Non-requests scored at least this likely to be requests are flagged `uncertain`
         # (they reach `triage` subscribers instead of vanishing).
@@ -234,12 +222,7 @@ class DocTocTocClassifier:
                     )  # fmt: skip
                 )
                 continue
-            threshold = (
-                self.urgent_threshold
-                if has_urgent_cue(doc.cue_counts)
-                else self.urgent_threshold_nocue
-            )
-            urgency, score = self._urgency(pu[i], urg_classes, iu, threshold)
+            urgency, score = self._urgency(pu[i], urg_classes, iu)
             results.append(
                 Classification(
                     is_request=True,
@@ -255,10 +238,8 @@ class DocTocTocClassifier:
             )
         return results
 
-    def _urgency(
-        self, pu: list[float], classes: list[str], iu: int, threshold: float
-    ) -> tuple[str, float]:
-        if pu[iu] >= threshold:
+    def _urgency(self, pu: list[float], classes: list[str], iu: int) -> tuple[str, float]:
+        if pu[iu] >= self.urgent_threshold:
             return "urgent", pu[iu]
         j = max((k for k in range(len(classes)) if k != iu), key=lambda k: pu[k])
         return classes[j], pu[j]

@@ -33,7 +33,7 @@ from classifiers.corpus import (
 )
 from classifiers.lexicons import digest as lexicon_digest
 from classifiers.lexicons import load_raw
-from classifiers.model import DocTocTocClassifier, ModelState, adjust_urgency, has_urgent_cue
+from classifiers.model import DocTocTocClassifier, ModelState, adjust_urgency
 
 
 @dataclass
@@ -53,11 +53,6 @@ class TrainSettings:
     urgency_c: float = 10.0
     cv: int = 5
     urgent_recall_target: float = 0.95
-    # When set, posts without any urgency cue are urgent only from this probability and the
-    # recall-first threshold is tuned on the posts with a cue. Tried with 0.5 and not kept:
-    # the tuned cue threshold fell to 0.02 and held-out urgent recall and precision both fell
-    # (0.951 -> 0.915, 0.729 -> 0.649); None = one threshold for every post.
-    urgent_nocue_threshold: float | None = None
     recall_margin: float = 0.02
     request_threshold: float = 0.5
     rules: dict[str, float] = field(
@@ -167,7 +162,6 @@ def _export(
         "request_threshold": s.request_threshold,
         "request_uncertain_above": s.request_uncertain_above,
         "urgent_threshold": threshold,
-        "urgent_threshold_nocue": max(threshold, s.urgent_nocue_threshold or 0.0),
         "rules": dict(s.rules),
     }
     state = ModelState(
@@ -183,23 +177,6 @@ def _export(
     )
     state.version = compute_version(state)
     return state
-
-
-def tune_cue_threshold(
-    p_urgent: np.ndarray, is_urgent: np.ndarray, has_cue: np.ndarray, target: float, nocue: float
-) -> float:
-    """Highest threshold t for posts with an urgency cue such that the overall recall (posts
-    without a cue judged at `nocue`) reaches the target (never above 0.5)."""
-    gold = int(is_urgent.sum())
-    if gold == 0:
-        return 0.5
-    found_nocue = int((is_urgent & ~has_cue & (p_urgent >= nocue)).sum())
-    need = int(math.ceil(target * gold - 1e-9)) - found_nocue
-    cue_scores = np.sort(p_urgent[is_urgent & has_cue])[::-1]
-    if need <= 0 or len(cue_scores) == 0:
-        return 0.5
-    t = float(cue_scores[min(need, len(cue_scores)) - 1])
-    return min(0.5, t)
 
 
 def tune_urgent_threshold(p_urgent: np.ndarray, is_urgent: np.ndarray, target: float) -> float:
@@ -261,17 +238,11 @@ def _validate_urgency(
     adjusted = adjust_urgency(proba, counts, s.rules)
     iu = classes.index("urgent")
     gold = np.asarray([e.urgency == "urgent" for e in urg])
-    cue = np.asarray([has_urgent_cue(c) for c in counts])
     target = min(0.999, s.urgent_recall_target + s.recall_margin)
-    if s.urgent_nocue_threshold is None:
-        nocue = 0.0
-        threshold = tune_urgent_threshold(adjusted[:, iu], gold, target)
-    else:
-        nocue = s.urgent_nocue_threshold
-        threshold = tune_cue_threshold(adjusted[:, iu], gold, cue, target, nocue)
+    threshold = tune_urgent_threshold(adjusted[:, iu], gold, target)
 
     def at(p: np.ndarray, t: float) -> dict[str, float]:
-        pred = np.where(cue, p >= t, p >= max(t, nocue))
+        pred = p >= t
         tp = int((pred & gold).sum())
         return {
             "threshold": round(t, 4),

@@ -130,19 +130,6 @@ def test_a_flag_that_needs_a_companion_word_counts_only_with_it():
     assert not fz.analyze("Saignement de nez chez un homme de 30 ans").cue_counts.get("U:red_flag")
 
 
-def test_the_cue_threshold_is_tuned_for_recall_with_cueless_posts_judged_at_their_own():
-    import numpy as np
-
-    from classifiers.train import tune_cue_threshold
-
-    p = np.array([0.9, 0.3, 0.2, 0.6, 0.1, 0.4, 0.05])
-    gold = np.array([True, True, True, True, False, False, True])
-    cue = np.array([True, True, True, False, True, False, False])
-    # 5 urgent; at 0.5 the cue-less ones give 1 (0.6); 80% recall needs 3 more from the cue posts
-    assert tune_cue_threshold(p, gold, cue, 0.8, 0.5) == 0.2
-    assert tune_cue_threshold(p, gold, cue, 0.6, 0.5) == 0.3
-
-
 def test_each_real_file_teaches_only_the_heads_named_for_it(tmp_path):
     from classifiers.corpus import teaches
 
@@ -200,7 +187,7 @@ def test_an_ordinary_complaint_is_not_flagged_urgent(shipped):
     results = shipped.classify(
         [f"Patient with {c}, what do you think? #DocTocToc" for c in ("abd pain", "dizziness")]
     )
-    assert [r.urgency for r in results] != ["urgent", "urgent"]
+    assert all(r.urgency != "urgent" for r in results), [r.urgency for r in results]
     assert all(r.is_request for r in results)
 
 
