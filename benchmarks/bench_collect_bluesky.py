@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))  # tests.fakes is not an installed package
 
 from bot.collect import run_source  # noqa: E402
 from bot.collectors.bluesky import BlueskyCollector  # noqa: E402
-from bot.config_models import SourceConfig  # noqa: E402
+from bot.core.config_models import SourceConfig  # noqa: E402
 from bot.storage.db import Database  # noqa: E402
 from tests.fakes.bluesky_data import BASE_TIME, post_record, post_view, tid  # noqa: E402
 from tests.fakes.bluesky_server import FakeBluesky  # noqa: E402

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))  # tests.fakes is not an installed package
 
 from bot.collect import run_source  # noqa: E402
 from bot.collectors.x import XCollector  # noqa: E402
-from bot.config_models import SourceConfig  # noqa: E402
+from bot.core.config_models import SourceConfig  # noqa: E402
 from bot.storage.db import Database  # noqa: E402
 from tests.fakes.x_server import FakeXServer  # noqa: E402
 

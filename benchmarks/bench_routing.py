@@ -25,13 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.config import load_config  # noqa: E402
+from bot.core.config import load_config  # noqa: E402
+from bot.core.labels import SPECIALTIES  # noqa: E402
+from bot.core.post import Author, Post  # noqa: E402
 from bot.pipeline import Pipeline  # noqa: E402
-from bot.post import Author, Post  # noqa: E402
 from bot.storage.db import Database  # noqa: E402
 from bot.storage.models import ClassificationRow  # noqa: E402
 from bot.storage.posts import store_posts  # noqa: E402
-from classifiers.labels import SPECIALTIES  # noqa: E402
 from digests.channels.base import Channel, SendResult  # noqa: E402
 from digests.email_message import build_email  # noqa: E402
 

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 
-from bot.config import load_config  # noqa: E402
+from bot.core.config import load_config  # noqa: E402
+from bot.core.labels import SPECIALTIES  # noqa: E402
 from bot.storage.db import Database  # noqa: E402
 from bot.storage.models import ClassificationRow, PostRow  # noqa: E402
-from classifiers.labels import SPECIALTIES  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/bench_web.py"
 T0 = datetime(2026, 12, 1, tzinfo=UTC)

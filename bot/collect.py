@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bot.collectors.base import Collector, Page
-from bot.errors import CollectorError
+from bot.core.errors import CollectorError
 from bot.storage import cursors
 from bot.storage.db import Database
 from bot.storage.models import PostRow

@@ -22,9 +22,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 
-from .storage import cursors
-from .storage.db import Database
-from .storage.models import DeliveryRow
+from bot.storage import cursors
+from bot.storage.db import Database
+from bot.storage.models import DeliveryRow
 
 log = logging.getLogger(__name__)
 

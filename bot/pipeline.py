@@ -15,8 +15,8 @@ from sqlalchemy import exists, select
 from bot.collect import SourceRun, run_source
 from bot.collectors import build_collector
 from bot.collectors.base import Collector, utc_now
-from bot.config import LoadedConfig
-from bot.errors import DocTocTocError
+from bot.core.config import LoadedConfig
+from bot.core.errors import DocTocTocError
 from bot.storage import cursors
 from bot.storage.db import Database
 from bot.storage.locks import SourceLocks, stage_lock

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import LoadedConfig
-from .errors import ClassifierError, ConfigError
-from .yamlsource import format_path, line_for
+from bot.core.config import LoadedConfig
+from bot.core.errors import ClassifierError, ConfigError
+from bot.core.yamlsource import format_path, line_for
 
 
 def preflight(loaded: LoadedConfig, *, load_model: bool = True) -> Any:
@@ -54,7 +54,7 @@ def _templates() -> list[tuple[tuple, str]]:
 
 
 def _replay_files(loaded: LoadedConfig) -> list[tuple[tuple, str]]:
-    from .collectors.replay import resolve_path
+    from bot.collectors.replay import resolve_path
 
     out = []
     base = loaded.path.resolve().parent

@@ -15,9 +15,9 @@ from datetime import datetime
 
 from sqlalchemy import Text, cast, delete, null, select, update
 
-from .config import LoadedConfig
-from .storage.db import Database
-from .storage.models import ClassificationRow, DeliveryRow, PostRow
+from bot.core.config import LoadedConfig
+from bot.storage.db import Database
+from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
 
 
 @dataclass

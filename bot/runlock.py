@@ -14,7 +14,7 @@ from typing import IO
 
 from sqlalchemy.engine import make_url
 
-from .errors import DocTocTocError
+from bot.core.errors import DocTocTocError
 
 
 class AlreadyRunning(DocTocTocError):

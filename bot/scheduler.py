@@ -20,12 +20,12 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from .config import LoadedConfig, load_config
-from .errors import ConfigError
-from .ops import Metrics, OpsServer, health_problems
-from .pipeline import Pipeline
-from .preflight import preflight
-from .storage.db import Database
+from bot.core.config import LoadedConfig, load_config
+from bot.core.errors import ConfigError
+from bot.ops import Metrics, OpsServer, health_problems
+from bot.pipeline import Pipeline
+from bot.preflight import preflight
+from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
 DELIVERY_EVERY_S = 15  # streamed posts are classified, routed and alerted within this
@@ -94,7 +94,7 @@ class BotRunner:
 
     def purge(self) -> None:
         """Nightly retention purge (see bot/retention.py)."""
-        from .retention import purge
+        from bot.retention import purge
 
         with self._using() as pipeline:
             try:
@@ -135,7 +135,7 @@ class BotRunner:
             self.metrics.routed.inc(pipeline.route().requests)
 
     def source_health(self) -> list:
-        from .storage import cursors
+        from bot.storage import cursors
 
         pipeline = self.pipeline
         limits = {c.key: c.source.unhealthy_after for c in pipeline.collectors}
@@ -219,8 +219,8 @@ class BotRunner:
         self._streams = []
 
     def _stream_forever(self, collector, stop: threading.Event) -> None:
-        from .collect import SourceRun, save_page
-        from .storage import cursors
+        from bot.collect import SourceRun, save_page
+        from bot.storage import cursors
 
         while not stop.is_set():
             run = SourceRun(source=collector.key)

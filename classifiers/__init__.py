@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from classifiers.labels import SPECIALTIES, URGENCIES
+from bot.core.labels import SPECIALTIES, URGENCIES
 from classifiers.types import Classification, Classifier
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ __all__ = [
 def load_classifier(
     path: str | None = None, *, uncertain_below: float | None = None
 ) -> DocTocTocClassifier:
-    """Load a model artifact (default: the shipped one). Raises bot.errors.ClassifierError."""
+    """Load a model artifact (default: the shipped one). Raises bot.core.errors.ClassifierError."""
     from classifiers.artifact import load_state
     from classifiers.model import DEFAULT_UNCERTAIN_BELOW, DocTocTocClassifier
 

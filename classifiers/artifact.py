@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.errors import ClassifierError
+from bot.core.errors import ClassifierError
 from classifiers.model import Head, ModelState
 
 FORMAT = "doctoctoc-classifier/1"

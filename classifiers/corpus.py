@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.errors import InputError
-from classifiers.labels import SPECIALTIES, URGENCIES
+from bot.core.errors import InputError
+from bot.core.labels import SPECIALTIES, URGENCIES
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CORPUS_GLOB = "corpus_part*.jsonl"

@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.errors import DocTocTocError
+from bot.core.errors import DocTocTocError
+from bot.core.labels import SPECIALTIES, URGENCIES
 from bot.storage.db import Database
 from bot.storage.models import ClassificationRow, CorrectionRow, PostRow
 from classifiers.corpus import Example
-from classifiers.labels import SPECIALTIES, URGENCIES
 
 
 class CorrectionError(DocTocTocError):

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot.core.labels import SPECIALTIES, URGENCIES
 from classifiers.corpus import Example
-from classifiers.labels import SPECIALTIES, URGENCIES
 from classifiers.types import Classification
 
 NONE = "(not a request)"

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from bot.core.labels import URGENCIES
 from classifiers.cues import CueSummary
 from classifiers.features import DocFeatures, Featurizer, tfidf_rows
-from classifiers.labels import URGENCIES
 from classifiers.types import Classification
 
 DEFAULT_UNCERTAIN_BELOW = 0.45

@@ -19,15 +19,14 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.config import LoadedConfig
-from bot.config_models import SubscriberConfig
+from bot.core.config import LoadedConfig
+from bot.core.config_models import SubscriberConfig
 from bot.storage.db import Database
 from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
-
-from .channels.base import Channel, SendResult
-from .render import Digest, DigestItem
-from .routing import active_subscribers, latest_classification
-from .tokens import correction_token, resolve_secret, unsubscribe_token, viewer_token
+from digests.channels.base import Channel, SendResult
+from digests.render import Digest, DigestItem
+from digests.routing import active_subscribers, latest_classification
+from digests.tokens import correction_token, resolve_secret, unsubscribe_token, viewer_token
 
 log = logging.getLogger(__name__)
 

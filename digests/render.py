@@ -16,7 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from .i18n import age_text, specialty_name, strings
+from digests.i18n import age_text, specialty_name, strings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MAX_ITEM_CHARS = 600  # a digest item shows at most this much of a post

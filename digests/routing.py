@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from bot.config import LoadedConfig
-from bot.config_models import SubscriberConfig
+from bot.core.config import LoadedConfig
+from bot.core.config_models import SubscriberConfig
+from bot.core.labels import urgency_at_least
 from bot.storage.models import (
     BlockedAuthorRow,
     ClassificationRow,
@@ -23,9 +24,7 @@ from bot.storage.models import (
     PostRow,
     SubscriberRow,
 )
-from classifiers.labels import urgency_at_least
-
-from .schedule import in_quiet_hours, next_digest_time, quiet_hours_end
+from digests.schedule import in_quiet_hours, next_digest_time, quiet_hours_end
 
 log = logging.getLogger(__name__)
 STUDENT_DELAY = timedelta(hours=24)

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.config_models import SubscriberConfig
-from bot.durations import parse_quiet_hours, schedule_to_cron
+from bot.core.config_models import SubscriberConfig
+from bot.core.durations import parse_quiet_hours, schedule_to_cron
 
 
 def digest_trigger(sub: SubscriberConfig) -> CronTrigger:

@@ -219,8 +219,8 @@ def test_domain_error_is_one_message_without_traceback(tmp_path):
 
 
 def test_readme_documents_every_config_key():
-    from bot.config import _all_field_names
-    from bot.config_models import Config
+    from bot.core.config import _all_field_names
+    from bot.core.config_models import Config
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     missing = sorted(

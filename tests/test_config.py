@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_config
-from bot.errors import ConfigError
+from bot.core.config import load_config
+from bot.core.errors import ConfigError
 
 from .conftest import ROOT
 

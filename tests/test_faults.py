@@ -18,8 +18,8 @@ from sqlalchemy.exc import OperationalError
 
 from bot import cli as cli_module
 from bot.collect import run_source
-from bot.config import load_config
-from bot.errors import ConfigError
+from bot.core.config import load_config
+from bot.core.errors import ConfigError
 from bot.scheduler import BotRunner
 from bot.storage.db import Database
 from bot.storage.models import DeliveryRow, PostRow
@@ -316,7 +316,7 @@ def test_log_format_json_gives_one_object_per_line_without_secrets(tmp_path):
 
 
 def test_secrets_are_masked_in_every_log_line(capsys):
-    from bot import logs
+    from bot.core import logs
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)

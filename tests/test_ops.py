@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from bot.collectors.base import Collector, Page
-from bot.config import load_config
-from bot.config_models import SourceConfig
-from bot.errors import CollectorError
+from bot.core.config import load_config
+from bot.core.config_models import SourceConfig
+from bot.core.errors import CollectorError
 from bot.pipeline import Pipeline
 from bot.scheduler import BotRunner
 from tests.conftest import FakeClock

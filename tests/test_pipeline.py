@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 from bot.collect import run_source
 from bot.collectors.base import Collector, Page
 from bot.collectors.replay import ReplayCollector
-from bot.config import load_config
-from bot.config_models import SourceConfig
-from bot.errors import CollectorError
+from bot.core.config import load_config
+from bot.core.config_models import SourceConfig
+from bot.core.errors import CollectorError
 from bot.pipeline import Pipeline
 from bot.scheduler import BotRunner
 from bot.storage import cursors
@@ -101,7 +101,7 @@ class Broken(Collector):
         for n, raw in enumerate(self._pages[start:], start=start):
             if n >= self.fail_after:
                 raise self.exc
-            from bot.post import Post
+            from bot.core.post import Post
 
             yield Page(posts=[Post.from_dict(p) for p in raw], cursor=str(n + 1))
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.config import load_config
+from bot.core.config import load_config
 from bot.pipeline import Pipeline
 from bot.scheduler import BotRunner
 from tests.conftest import FakeClock

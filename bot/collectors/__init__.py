@@ -5,9 +5,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from bot.config_models import SourceConfig
-
-from .base import Collector
+from bot.collectors.base import Collector
+from bot.core.config_models import SourceConfig
 
 _CLASSES = {
     "replay": "bot.collectors.replay:ReplayCollector",

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from bot.config_models import SourceConfig
-from bot.errors import CollectorError
-from bot.post import Post
+from bot.core.config_models import SourceConfig
+from bot.core.errors import CollectorError
+from bot.core.post import Post
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

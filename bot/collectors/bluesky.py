@@ -38,13 +38,12 @@ from atproto import Client, Request, models
 from atproto_client import exceptions as atx
 from atproto_core.exceptions import AtProtocolError
 
-from bot.errors import CollectorError, SourceDisabled
-from bot.post import Post, iso, parse_time
-
-from .base import Collector, Page, Transient, matching_tags, retry_after_seconds
-from .bluesky_posts import parse_view, post_from_view
-from .bluesky_profiles import GET_PROFILES, ProfileResolver
-from .bluesky_stream import Decoded, FirehoseStream, batches
+from bot.collectors.base import Collector, Page, Transient, matching_tags, retry_after_seconds
+from bot.collectors.bluesky_posts import parse_view, post_from_view
+from bot.collectors.bluesky_profiles import GET_PROFILES, ProfileResolver
+from bot.collectors.bluesky_stream import Decoded, FirehoseStream, batches
+from bot.core.errors import CollectorError, SourceDisabled
+from bot.core.post import Post, iso, parse_time
 
 log = logging.getLogger(__name__)
 DEFAULT_URL = "https://bsky.social"

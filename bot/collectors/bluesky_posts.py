@@ -11,9 +11,8 @@ from atproto import CAR, models, parse_subscribe_repos_message
 from atproto_core.exceptions import AtProtocolError
 from atproto_subscription.frames import ErrorFrame, Frame, MessageFrame
 
-from bot.post import Author, Media, Post, parse_time
-
-from .base import fold_tag, matching_tags, tags_in_text
+from bot.collectors.base import fold_tag, matching_tags, tags_in_text
+from bot.core.post import Author, Media, Post, parse_time
 
 log = logging.getLogger(__name__)
 

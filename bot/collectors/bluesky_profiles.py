@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.post import Author, Post
-
-from .base import Clock, retry_after_seconds, utc_now
-from .bluesky_posts import INVALID_HANDLE
+from bot.collectors.base import Clock, retry_after_seconds, utc_now
+from bot.collectors.bluesky_posts import INVALID_HANDLE
+from bot.core.post import Author, Post
 
 log = logging.getLogger(__name__)
 

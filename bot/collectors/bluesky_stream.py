@@ -22,11 +22,10 @@ from datetime import datetime
 from atproto import FirehoseSubscribeReposClient
 from atproto_core.exceptions import AtProtocolError
 
-from bot.errors import CollectorError
-from bot.post import Post, parse_time
-
-from .base import Sleep
-from .bluesky_posts import Decoded, FrameError, StreamErrorFrame, decode_and_filter
+from bot.collectors.base import Sleep
+from bot.collectors.bluesky_posts import Decoded, FrameError, StreamErrorFrame, decode_and_filter
+from bot.core.errors import CollectorError
+from bot.core.post import Post, parse_time
 
 __all__ = [
     "Decoded",

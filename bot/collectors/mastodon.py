@@ -60,12 +60,11 @@ from mastodon import (
     MastodonUnauthorizedError,
 )
 
-from bot.config_models import SourceConfig
-from bot.errors import CollectorError
-from bot.post import Post
-
-from .base import Collector, Page, Transient, fold_tag, retry_after_seconds
-from .mastodon_status import MalformedStatus, id_order, status_id, status_to_post
+from bot.collectors.base import Collector, Page, Transient, fold_tag, retry_after_seconds
+from bot.collectors.mastodon_status import MalformedStatus, id_order, status_id, status_to_post
+from bot.core.config_models import SourceConfig
+from bot.core.errors import CollectorError
+from bot.core.post import Post
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -427,7 +426,7 @@ class MastodonCollector(Collector):
 
         Runs until `stop` is set (see mastodon_stream); returns the last polled cursor.
         """
-        from .mastodon_stream import stream_source
+        from bot.collectors.mastodon_stream import stream_source
 
         return stream_source(
             self, cursor, on_page, stop=stop, heartbeat=heartbeat, reconnect_wait=reconnect_wait

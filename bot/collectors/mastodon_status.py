@@ -13,9 +13,8 @@ from datetime import date, datetime
 from html.parser import HTMLParser
 from typing import Any
 
-from bot.post import Author, Media, Post, parse_time
-
-from .base import fold_tag, matching_tags, tags_in_text
+from bot.collectors.base import fold_tag, matching_tags, tags_in_text
+from bot.core.post import Author, Media, Post, parse_time
 
 NETWORK = "mastodon"
 

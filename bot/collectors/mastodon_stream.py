@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from mastodon import StreamListener
 
-from bot.errors import CollectorError
-
-from .base import Page
+from bot.collectors.base import Page
+from bot.core.errors import CollectorError
 
 if TYPE_CHECKING:
-    from .mastodon import MastodonCollector
+    from bot.collectors.mastodon import MastodonCollector
 
 log = logging.getLogger(__name__)
 MAX_RECONNECT_WAIT = 300.0

@@ -11,10 +11,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from bot.errors import CollectorError
-from bot.post import Post
-
-from .base import Collector, Page, matching_tags
+from bot.collectors.base import Collector, Page, matching_tags
+from bot.core.errors import CollectorError
+from bot.core.post import Post
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 200

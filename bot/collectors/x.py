@@ -43,11 +43,17 @@ from typing import Any
 import requests
 import tweepy
 
-from bot.config_models import SourceConfig
-from bot.errors import CollectorError, SourceDisabled
-from bot.post import Author, Media, Post, parse_time
-
-from .base import Collector, Page, Transient, matching_tags, retry_after_seconds, tags_in_text
+from bot.collectors.base import (
+    Collector,
+    Page,
+    Transient,
+    matching_tags,
+    retry_after_seconds,
+    tags_in_text,
+)
+from bot.core.config_models import SourceConfig
+from bot.core.errors import CollectorError, SourceDisabled
+from bot.core.post import Author, Media, Post, parse_time
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, or_, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from .models import (
+from bot.storage.models import (
     ClassificationRow,
     CorrectionRow,
     DeliveryRow,

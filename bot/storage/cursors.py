@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import CursorRow
-from .posts import now_utc
+from bot.storage.models import CursorRow
+from bot.storage.posts import now_utc
 
 
 def _row(session: Session, source: str) -> CursorRow:

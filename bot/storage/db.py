@@ -12,9 +12,9 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.errors import StorageError
+from bot.core.errors import StorageError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 class Database:
@@ -133,7 +133,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "postgresql":
         yield
         return
-    from .locks import lock_key
+    from bot.storage.locks import lock_key
 
     with engine.connect() as conn:
         key = {"key": lock_key("migrate")}

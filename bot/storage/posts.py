@@ -13,9 +13,8 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.post import Author, Media, Post
-
-from .models import PostRow
+from bot.core.post import Author, Media, Post
+from bot.storage.models import PostRow
 
 DUPLICATE_WINDOW = timedelta(hours=24)
 DUPLICATE_SIMILARITY = 0.85

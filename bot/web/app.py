@@ -22,19 +22,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot.config import LoadedConfig
+from bot.core.config import LoadedConfig
+from bot.core.labels import SPECIALTIES, URGENCIES
 from bot.storage import cases as store
 from bot.storage import cursors
 from bot.storage.db import Database
-from classifiers.labels import SPECIALTIES, URGENCIES
-from digests.i18n import specialty_name
-from digests.render import TEMPLATES as DIGEST_TEMPLATES
-from digests.render import clean_text
-from digests.tokens import resolve_secret, verify, viewer_token
-
-from .similar import SimilarCases
-from .texts import pick_language, texts
-from .views import (
+from bot.web.similar import SimilarCases
+from bot.web.texts import pick_language, texts
+from bot.web.views import (
     BadQuery,
     answer_view,
     case_view,
@@ -42,6 +37,10 @@ from .views import (
     query_string,
     to_json,
 )
+from digests.i18n import specialty_name
+from digests.render import TEMPLATES as DIGEST_TEMPLATES
+from digests.render import clean_text
+from digests.tokens import resolve_secret, verify, viewer_token
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent

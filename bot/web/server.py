@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any
 
-from bot.config import LoadedConfig
+from bot.core.config import LoadedConfig
 from bot.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 def make_server(loaded: LoadedConfig, db: Database, host: str, port: int) -> Any:
     import uvicorn
 
-    from .app import create_app
+    from bot.web.app import create_app
 
     app = create_app(loaded, db)
     warm = threading.Thread(target=app.state.web.similar.refresh, name="similar-index", daemon=True)

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from bot.post import NETWORKS, iso
+from bot.core.labels import SPECIALTIES, URGENCIES
+from bot.core.post import NETWORKS, iso
 from bot.storage.cases import SORTS, CaseFilters
-from classifiers.labels import SPECIALTIES, URGENCIES
 from digests.render import URGENT_CONFIDENT, clean_text
 
 FILTER_KEYS = ("specialty", "urgency", "network", "lang", "answered", "from", "to", "q", "sort")

@@ -6,10 +6,9 @@ import logging
 from importlib import import_module
 from pathlib import Path
 
-from bot.config import LoadedConfig
-from bot.errors import SourceDisabled
-
-from .base import Channel, SendResult
+from bot.core.config import LoadedConfig
+from bot.core.errors import SourceDisabled
+from digests.channels.base import Channel, SendResult
 
 __all__ = ["Channel", "SendResult", "build_channels"]
 log = logging.getLogger(__name__)

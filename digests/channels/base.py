@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from bot.config_models import SubscriberConfig
+from bot.core.config_models import SubscriberConfig
 from digests.render import Digest
 
 

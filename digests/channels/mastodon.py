@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from bot.config_models import MastodonChannelConfig, SubscriberConfig
-from bot.errors import SourceDisabled
+from bot.core.config_models import MastodonChannelConfig, SubscriberConfig
+from bot.core.errors import SourceDisabled
+from digests.channels.base import Channel, SendResult
 from digests.render import Digest, render_dm
-
-from .base import Channel, SendResult
 
 
 class MastodonChannel(Channel):

@@ -6,11 +6,10 @@ import os
 import re
 from pathlib import Path
 
-from bot.config_models import OutboxConfig, SubscriberConfig
+from bot.core.config_models import OutboxConfig, SubscriberConfig
+from digests.channels.base import Channel, SendResult
 from digests.email_message import build_email
 from digests.render import Digest
-
-from .base import Channel, SendResult
 
 
 class OutboxChannel(Channel):

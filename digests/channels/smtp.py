@@ -6,11 +6,10 @@ import smtplib
 import ssl
 from pathlib import Path
 
-from bot.config_models import SmtpConfig, SubscriberConfig
+from bot.core.config_models import SmtpConfig, SubscriberConfig
+from digests.channels.base import Channel, SendResult
 from digests.email_message import build_email
 from digests.render import Digest
-
-from .base import Channel, SendResult
 
 DKIM_HEADERS = [
     b"from",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.config_models import SubscriberConfig, XChannelConfig
-from bot.errors import SourceDisabled
+from bot.core.config_models import SubscriberConfig, XChannelConfig
+from bot.core.errors import SourceDisabled
+from digests.channels.base import Channel, SendResult
 from digests.render import Digest, render_dm
-
-from .base import Channel, SendResult
 
 
 class UnknownUser(LookupError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bot.core.labels import SPECIALTIES
 from classifiers import load_classifier
 from classifiers.corpus import Example, load_corpus
-from classifiers.labels import SPECIALTIES
 
 
 def small_corpus(per_specialty: int = 12, non_requests: int = 60) -> list[Example]:

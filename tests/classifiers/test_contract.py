@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
-from bot.errors import ClassifierError
+from bot.core.errors import ClassifierError
+from bot.core.labels import SPECIALTIES, URGENCIES
 from classifiers import detect_lang, load_classifier
-from classifiers.labels import SPECIALTIES, URGENCIES
 from classifiers.types import Classification
 
 POSTS = [

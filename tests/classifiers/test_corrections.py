@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
-from bot.cli_classifier import correct_cmd, corrections_cmd
+from bot.cli.classifier import correct_cmd, corrections_cmd
 from bot.storage.models import ClassificationRow, PostRow
 from classifiers.corrections import (
     CorrectionError,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bot.cli_classifier import evaluate_cmd, train_cmd
+from bot.cli.classifier import evaluate_cmd, train_cmd
 from classifiers.evaluate import evaluate_file
 from classifiers.types import Classification
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bot.errors import InputError
+from bot.core.errors import InputError
 from classifiers.augment import questionless_variants, without_question
 from classifiers.corpus import Example, load_extra, read_knowledge
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bot.core.labels import SPECIALTIES
 from classifiers.features import Featurizer
-from classifiers.labels import SPECIALTIES
 from classifiers.lexicons import compile_lexicons, load_raw
 from classifiers.text import fold, fold_with_offsets, prepare
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot.collect import SourceRun, run_source
 from bot.collectors import build_collector
 from bot.collectors.mastodon import MastodonCollector
-from bot.config_models import SourceConfig
+from bot.core.config_models import SourceConfig
 from bot.storage import cursors
 from bot.storage.db import Database
 from bot.storage.models import PostRow

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot.collect import run_source
 from bot.collectors import build_collector
 from bot.collectors.bluesky import BlueskyCollector, BlueskyCursor
-from bot.config_models import SourceConfig
+from bot.core.config_models import SourceConfig
 from bot.storage import cursors
 from bot.storage.models import PostRow
 from tests.fakes.bluesky_data import BASE_TIME, post_record, post_view, tid

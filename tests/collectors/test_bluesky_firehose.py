@@ -19,7 +19,7 @@ from bot.collect import SourceRun, run_source, save_page
 from bot.collectors.base import Page
 from bot.collectors.bluesky import BlueskyCollector, BlueskyCursor
 from bot.collectors.bluesky_stream import FrameError, StreamErrorFrame, decode_and_filter
-from bot.config_models import SourceConfig
+from bot.core.config_models import SourceConfig
 from bot.storage import cursors
 from bot.storage.models import PostRow
 from tests.fakes.bluesky_data import (
@@ -309,7 +309,7 @@ def test_polling_cycle_stops_once_frames_reach_the_cycle_start(db, hose, clock):
 
 
 def test_stream_needs_a_stream_url_or_credentials(clock):
-    from bot.errors import SourceDisabled
+    from bot.core.errors import SourceDisabled
 
     with pytest.raises(SourceDisabled, match="app_password"):
         BlueskyCollector(SourceConfig(network="bluesky", search=True), TAGS, sleep=clock.sleep)

@@ -30,7 +30,7 @@ from websockets.sync.client import connect
 from bot.collect import SourceRun, run_source, save_page
 from bot.collectors.base import Page
 from bot.collectors.bluesky import BlueskyCollector, BlueskyCursor
-from bot.config_models import SourceConfig
+from bot.core.config_models import SourceConfig
 from bot.storage import cursors
 from bot.storage.db import Database
 from bot.storage.models import PostRow

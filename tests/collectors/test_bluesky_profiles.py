@@ -20,8 +20,8 @@ from bot.collectors.base import Page
 from bot.collectors.bluesky import BlueskyCollector, BlueskyCursor
 from bot.collectors.bluesky_profiles import ProfileCache, ProfileResolver
 from bot.collectors.bluesky_stream import decode_and_filter
-from bot.config_models import SourceConfig
-from bot.post import Author, Post
+from bot.core.config_models import SourceConfig
+from bot.core.post import Author, Post
 from bot.storage import cursors
 from bot.storage.models import PostRow
 from tests.collectors.test_bluesky_firehose import stream as run_stream

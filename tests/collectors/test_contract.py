@@ -28,8 +28,8 @@ from bot.collect import run_source
 from bot.collectors import build_collector
 from bot.collectors.base import Collector
 from bot.collectors.x import XCollector
-from bot.config import load_config
-from bot.config_models import SourceConfig
+from bot.core.config import load_config
+from bot.core.config_models import SourceConfig
 from bot.pipeline import Pipeline
 from bot.storage import cursors
 from bot.storage.models import PostRow

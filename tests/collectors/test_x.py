@@ -13,8 +13,8 @@ from sqlalchemy import select
 from bot.collect import SourceRun, run_source
 from bot.collectors.base import Page
 from bot.collectors.x import XCollector
-from bot.config_models import SourceConfig
-from bot.errors import SourceDisabled
+from bot.core.config_models import SourceConfig
+from bot.core.errors import SourceDisabled
 from bot.storage import cursors
 from bot.storage.db import Database
 from bot.storage.models import PostRow

@@ -6,8 +6,8 @@ import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.config import LoadedConfig, load_config
-from bot.post import Author, Post
+from bot.core.config import LoadedConfig, load_config
+from bot.core.post import Author, Post
 from bot.storage.db import Database
 from bot.storage.models import ClassificationRow
 from bot.storage.posts import store_posts

@@ -27,7 +27,7 @@ from aiosmtpd.controller import Controller
 from atproto import Client
 from atproto_client.request import Request
 
-from bot.config_models import (
+from bot.core.config_models import (
     BlueskyChannelConfig,
     MastodonChannelConfig,
     OutboxConfig,

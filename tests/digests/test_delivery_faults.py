@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.config_models import OutboxConfig, SubscriberConfig
+from bot.core.config_models import OutboxConfig, SubscriberConfig
 from bot.storage.models import DeliveryRow
 from digests.channels.outbox import OutboxChannel
 from digests.render import render_dm, render_email

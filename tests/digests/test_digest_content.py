@@ -74,7 +74,7 @@ def test_urgent_items_come_by_probability_of_urgency_and_the_subject_names_the_f
 
 
 def test_student_digest_respects_its_schedule(tmp_path, db):
-    from bot.post import Author, Post
+    from bot.core.post import Author, Post
     from bot.storage.posts import store_posts
 
     loaded = make_config(

@@ -17,8 +17,8 @@ from atproto_client.request import Request
 from mastodon import Mastodon
 from sqlalchemy import select
 
-from bot.config import load_config
-from bot.config_models import (
+from bot.core.config import load_config
+from bot.core.config_models import (
     BlueskyChannelConfig,
     MastodonChannelConfig,
     SubscriberConfig,

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from bot.config_models import SubscriberConfig
+from bot.core.config_models import SubscriberConfig
+from bot.core.post import Author, Post
 from bot.pipeline import Pipeline
-from bot.post import Author, Post
 from bot.storage.models import BlockedAuthorRow, DeliveryRow, SubscriberRow
 from bot.storage.posts import store_posts
 from digests.channels import build_channels

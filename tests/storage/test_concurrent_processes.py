@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
-from bot.config import load_config
+from bot.core.config import load_config
 from bot.pipeline import Pipeline
 from bot.storage.db import Database
 from bot.storage.models import ClassificationRow, PostRow, SubscriberRow

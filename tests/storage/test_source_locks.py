@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from bot.collectors.base import Collector, Page
-from bot.config import load_config
-from bot.config_models import SourceConfig
+from bot.core.config import load_config
+from bot.core.config_models import SourceConfig
 from bot.pipeline import Pipeline
 from bot.storage.db import Database
 from bot.storage.locks import lock_key

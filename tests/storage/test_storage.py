@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from bot.post import Author, Media, Post
+from bot.core.post import Author, Media, Post
 from bot.storage import cursors
 from bot.storage.db import current_tables
 from bot.storage.models import ClassificationRow, DeliveryRow, PostRow, SubscriberRow

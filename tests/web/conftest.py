@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from starlette.testclient import TestClient
 
-from bot.post import Author, Media, Post
+from bot.core.post import Author, Media, Post
 from bot.storage.db import Database
 from bot.storage.posts import store_posts
 from digests.routing import sync_subscribers

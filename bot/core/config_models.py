@@ -10,9 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from classifiers.labels import SPECIALTIES, URGENCIES
-
-from .durations import parse_duration, parse_quiet_hours, schedule_to_cron
+from bot.core.durations import parse_duration, parse_quiet_hours, schedule_to_cron
+from bot.core.labels import SPECIALTIES, URGENCIES
 
 
 def _check_specialty(value: str) -> str:

@@ -11,9 +11,9 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from .cli_common import config_option, load, open_db
-from .errors import ConfigError, DocTocTocError, InputError
-from .logs import setup_logging
+from bot.cli.common import config_option, load, open_db
+from bot.core.errors import ConfigError, DocTocTocError, InputError
+from bot.core.logs import setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,7 +54,7 @@ def check_config(path: str | None, config_path: str) -> None:
     Prints every problem as FILE:LINE: key.path: message, and the sources or
     channels that are disabled (for example a missing ${ENV} secret).
     """
-    from .preflight import preflight
+    from bot.preflight import preflight
 
     target = path or config_path
     try:
@@ -83,7 +83,7 @@ def db() -> None:
 @config_option
 def db_upgrade(config_path: str) -> None:
     """Create or migrate the database to the newest schema."""
-    from .storage.db import current_tables, safe_url
+    from bot.storage.db import current_tables, safe_url
 
     loaded = load(config_path)
     database = open_db(loaded)
@@ -105,9 +105,9 @@ def run(once: bool, config_path: str) -> None:
     The database is migrated on start. With --once, one cycle runs and every
     subscriber with pending items gets their alert or digest now.
     """
-    from .pipeline import Pipeline
-    from .preflight import preflight
-    from .runlock import lock_run
+    from bot.pipeline import Pipeline
+    from bot.preflight import preflight
+    from bot.runlock import lock_run
 
     loaded = load(config_path)
     _announce(loaded)
@@ -127,10 +127,10 @@ def run(once: bool, config_path: str) -> None:
         if problems:
             sys.exit(2)
         return
-    from .scheduler import BotRunner
+    from bot.scheduler import BotRunner
 
     if loaded.config.web.serve:
-        from .web.server import serve_in_thread
+        from bot.web.server import serve_in_thread
 
         serve_in_thread(loaded, database)
         click.echo(f"web app on http://{loaded.config.web.host}:{loaded.config.web.port}")
@@ -143,7 +143,7 @@ def run(once: bool, config_path: str) -> None:
 @config_option
 def collect(once: bool, config_path: str) -> None:
     """Collect new posts, replies and deletions from every enabled source, once."""
-    from .pipeline import Pipeline
+    from bot.pipeline import Pipeline
 
     loaded = load(config_path)
     _announce(loaded)
@@ -168,7 +168,7 @@ def digest(now_: bool, config_path: str) -> None:
 
     Run twice, the second run sends nothing: every item goes out once.
     """
-    from .pipeline import Pipeline
+    from bot.pipeline import Pipeline
 
     loaded = load(config_path)
     _announce(loaded)
@@ -222,7 +222,7 @@ def classify(file: Any, model: str | None, config_path: str) -> None:
 def _register_optional() -> None:
     from importlib import import_module
 
-    for module in ("bot.cli_admin", "bot.cli_classifier", "bot.cli_web"):
+    for module in ("bot.cli.admin", "bot.cli.classifier", "bot.cli.web"):
         try:
             mod = import_module(module)
         except ModuleNotFoundError as exc:

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from .config import LoadedConfig, load_config
-from .storage.db import Database
+from bot.core.config import LoadedConfig, load_config
+from bot.storage.db import Database
 
 DEFAULT_CONFIG = os.environ.get("DOCTOCTOC_CONFIG", "config.yaml")
 
@@ -26,8 +26,8 @@ def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def load(config_path: str) -> LoadedConfig:
-    from .config import SECRET_KEYS
-    from .logs import register_secrets
+    from bot.core.config import SECRET_KEYS
+    from bot.core.logs import register_secrets
 
     loaded = load_config(config_path)
     register_secrets(_values_of(loaded.config.model_dump(), SECRET_KEYS))  # never logged

@@ -8,10 +8,9 @@ from typing import Any
 
 import click
 
-from classifiers.labels import SPECIALTIES, URGENCIES
-
-from .cli_common import config_option, load, open_db
-from .errors import ConfigError
+from bot.cli.common import config_option, load, open_db
+from bot.core.errors import ConfigError
+from bot.core.labels import SPECIALTIES, URGENCIES
 
 
 def _echo_lines(lines: list[str]) -> None:

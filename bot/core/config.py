@@ -16,15 +16,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .config_models import (
+from bot.core.config_models import (
     BlueskySourceConfig,
     Config,
     MastodonSourceConfig,
     ReplaySourceConfig,
     XSourceConfig,
 )
-from .errors import ConfigError
-from .yamlsource import Path, YamlSyntaxError, format_path, line_for, load_with_lines
+from bot.core.errors import ConfigError
+from bot.core.yamlsource import Path, YamlSyntaxError, format_path, line_for, load_with_lines
 
 SECRET_KEYS = frozenset(
     {

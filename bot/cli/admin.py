@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy import func, select
 
-from .cli_common import config_option, load, open_db
-from .errors import InputError
-from .post import iso
-from .storage import cursors
-from .storage.models import BlockedAuthorRow, DeliveryRow, PostRow, SubscriberRow
+from bot.cli.common import config_option, load, open_db
+from bot.core.errors import InputError
+from bot.core.post import iso
+from bot.storage import cursors
+from bot.storage.models import BlockedAuthorRow, DeliveryRow, PostRow, SubscriberRow
 
 
 @click.group()
@@ -190,7 +190,7 @@ def block(handle: str, undo: bool, config_path: str) -> None:
 @config_option
 def purge(config_path: str) -> None:
     """Apply the retention rules now (`run` does it every night at 03:17 UTC)."""
-    from .retention import purge as run_purge
+    from bot.retention import purge as run_purge
 
     loaded = load(config_path)
     click.echo(run_purge(open_db(loaded), loaded, datetime.now(UTC)).line())

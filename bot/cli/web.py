@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .cli_common import config_option, load, open_db
+from bot.cli.common import config_option, load, open_db
 
 
 @click.command("web")
@@ -17,7 +17,7 @@ def web(host: str | None, port: int | None, config_path: str) -> None:
     The admin page (/admin) asks for the password in $DOCTOCTOC_ADMIN_PASSWORD (off when unset).
     Put it behind an HTTPS reverse proxy whose address is web.public_url.
     """
-    from .web.server import serve
+    from bot.web.server import serve
 
     loaded = load(config_path)
     database = open_db(loaded)

@@ -1,0 +1,1 @@
+"""The lowest layer: posts, errors, durations, labels and the configuration. No project imports."""
