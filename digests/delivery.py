@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from bot.core.config import LoadedConfig
 from bot.core.config_models import SubscriberConfig
+from bot.storage.classifications import latest_classification, latest_classifications
 from bot.storage.db import Database
 from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
 from digests.channels.base import Channel, SendResult
 from digests.render import Digest, DigestItem
-from digests.routing import active_subscribers, latest_classification
+from digests.routing import active_subscribers
 from digests.tokens import correction_token, resolve_secret, unsubscribe_token, viewer_token
 
 log = logging.getLogger(__name__)
@@ -179,13 +180,7 @@ def load_posts(session: Session, post_ids: set[int]) -> PostCache:
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         posts = {p.id: p for p in session.scalars(select(PostRow).where(PostRow.id.in_(chunk)))}
-        latest: dict[int, ClassificationRow] = {}
-        for c in session.scalars(
-            select(ClassificationRow)
-            .where(ClassificationRow.post_id.in_(chunk))
-            .order_by(ClassificationRow.id)
-        ):
-            latest[c.post_id] = c
+        latest = latest_classifications(session, chunk)
         for pid, post in posts.items():
             cache[pid] = (post, latest.get(pid))
     return cache

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from bot.core.config import LoadedConfig
 from bot.core.config_models import SubscriberConfig
 from bot.core.labels import urgency_at_least
+from bot.core.post import normalize_handle
+from bot.storage.classifications import latest_classification
 from bot.storage.models import (
     BlockedAuthorRow,
     ClassificationRow,
@@ -91,22 +93,9 @@ def active_subscribers(session: Session, loaded: LoadedConfig) -> list[Subscribe
     return [s for s in loaded.config.subscribers if s.key not in unsubscribed]
 
 
-def latest_classification(session: Session, post_id: int) -> ClassificationRow | None:
-    return session.scalar(
-        select(ClassificationRow)
-        .where(ClassificationRow.post_id == post_id)
-        .order_by(ClassificationRow.id.desc())
-        .limit(1)
-    )
-
-
 def blocked_handles(session: Session, loaded: LoadedConfig) -> set[str]:
     stored = set(session.scalars(select(BlockedAuthorRow.handle)))
     return {normalize_handle(h) for h in [*loaded.config.blocked_authors, *stored]}
-
-
-def normalize_handle(handle: str) -> str:
-    return handle.strip().lstrip("@").lower()
 
 
 def is_routable(post: PostRow) -> bool:

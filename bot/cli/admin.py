@@ -36,7 +36,7 @@ def export_posts(fmt: str, include_deleted: bool, config_path: str) -> None:
     hashtags, media, reply_to, deleted, classification. Posts deleted at their
     source are left out (unless --include-deleted, which shows them without content).
     """
-    from digests.routing import latest_classification
+    from bot.storage.classifications import latest_classification
 
     loaded = load(config_path)
     database = open_db(loaded)
@@ -169,7 +169,7 @@ def unsubscribe(token: str, config_path: str) -> None:
 @config_option
 def block(handle: str, undo: bool, config_path: str) -> None:
     """Stop routing the posts of HANDLE (kept, never routed). --undo reverses it."""
-    from digests.routing import normalize_handle
+    from bot.core.post import normalize_handle
 
     loaded = load(config_path)
     database = open_db(loaded)

@@ -113,3 +113,8 @@ def parse_time(value: Any) -> datetime:
 
 def iso(value: datetime) -> str:
     return ensure_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def normalize_handle(handle: str) -> str:
+    """An author handle as routing compares it: no surrounding spaces, no "@", lower case."""
+    return handle.strip().lstrip("@").lower()

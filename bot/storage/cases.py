@@ -179,15 +179,6 @@ def get_post(session: Session, post_id: int) -> PostRow | None:
     return session.get(PostRow, post_id)
 
 
-def latest_classification(session: Session, post_id: int) -> ClassificationRow | None:
-    return session.scalar(
-        select(ClassificationRow)
-        .where(ClassificationRow.post_id == post_id)
-        .order_by(ClassificationRow.id.desc())
-        .limit(1)
-    )
-
-
 def answers(session: Session, case_id: int, limit: int = 200) -> list[PostRow]:
     """The live replies to a case, oldest first."""
     return list(

@@ -26,6 +26,7 @@ from bot.core.config import LoadedConfig
 from bot.core.labels import SPECIALTIES, URGENCIES
 from bot.storage import cases as store
 from bot.storage import cursors
+from bot.storage.classifications import latest_classification
 from bot.storage.db import Database
 from bot.web.similar import SimilarCases
 from bot.web.texts import pick_language, texts
@@ -187,7 +188,7 @@ class WebApp:
                 return 404
             if post.deleted:
                 return 410
-            return post, store.latest_classification(session, post.id)
+            return post, latest_classification(session, post.id)
 
     async def case_page(self, request: Request) -> Response:
         viewer, v = self.viewer(request)
