@@ -6,15 +6,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from bot.collectors.base import Collector, Page
 from bot.core.errors import CollectorError
 from bot.storage import cursors
-from bot.storage.db import Database
-from bot.storage.models import PostRow
-from bot.storage.posts import mark_deleted_many, now_utc, row_to_post, store_posts
+from bot.storage.db import ConstraintError, Database
+from bot.storage.posts import mark_deleted_many, now_utc, recent_top_level, store_posts
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +45,7 @@ def save_page(
     """
     try:
         _save_page(db, source, page, run, move_cursor, network)
-    except IntegrityError:
+    except ConstraintError:
         log.info("page of %s raced with another process; retrying", source)
         _save_page(db, source, page, run, move_cursor, network)
 
@@ -84,16 +80,7 @@ def _network(collector: Collector) -> str | None:
 
 def recent_cases(db: Database, source: str, now: datetime) -> list:
     with db.session() as session:
-        rows = session.scalars(
-            select(PostRow).where(
-                PostRow.source == source,
-                PostRow.answer_to_id.is_(None),
-                PostRow.reply_to.is_(None),
-                PostRow.deleted.is_(False),
-                PostRow.created_at >= now - FOLLOW_CASES_FOR,
-            )
-        ).all()
-        return [row_to_post(r) for r in rows]
+        return recent_top_level(session, source, now - FOLLOW_CASES_FOR)
 
 
 def run_source(

@@ -10,17 +10,14 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from sqlalchemy import exists, select
-
 from bot.collect import SourceRun, run_source
 from bot.collectors import build_collector
 from bot.collectors.base import Collector, utc_now
 from bot.core.config import LoadedConfig
 from bot.core.errors import DocTocTocError
-from bot.storage import cursors
+from bot.storage import classifications, cursors
 from bot.storage.db import Database
 from bot.storage.locks import SourceLocks, stage_lock
-from bot.storage.models import ClassificationRow, PostRow
 from digests.channels import Channel, build_channels
 from digests.delivery import FlushResult, flush
 from digests.routing import (
@@ -155,37 +152,25 @@ class Pipeline:
                 # Several processes (PostgreSQL): one classifies at a time, and reads what is
                 # still unclassified only once it holds the lock, so no post is done twice.
                 stage_lock(session, "classify")
-                rows = session.scalars(
-                    select(PostRow)
-                    .where(
-                        PostRow.deleted.is_(False),
-                        PostRow.answer_to_id.is_(None),
-                        PostRow.reply_to.is_(None),
-                        ~exists().where(ClassificationRow.post_id == PostRow.id),
-                    )
-                    .order_by(PostRow.id)
-                    .limit(CLASSIFY_BATCH)
-                ).all()
+                rows = classifications.unclassified_posts(session, CLASSIFY_BATCH)
                 if not rows:
                     return done
                 results = self.classifier.classify([r.text for r in rows], [r.lang for r in rows])
                 now = self.clock()
                 for row, c in zip(rows, results, strict=True):
-                    if row.lang is None and c.lang:
-                        row.lang = c.lang
-                    session.add(
-                        ClassificationRow(
-                            post_id=row.id,
-                            model_version=c.model_version or self.classifier.version,
-                            is_request=c.is_request,
-                            specialty=c.specialty,
-                            specialty_scores=c.specialties,
-                            urgency=c.urgency,
-                            urgency_score=c.urgency_score,
-                            cues=c.cues,
-                            uncertain=c.uncertain,
-                            created_at=now,
-                        )
+                    classifications.add_classification(
+                        session,
+                        row,
+                        lang=c.lang,
+                        model_version=c.model_version or self.classifier.version,
+                        is_request=c.is_request,
+                        specialty=c.specialty,
+                        specialty_scores=c.specialties,
+                        urgency=c.urgency,
+                        urgency_score=c.urgency_score,
+                        cues=c.cues,
+                        uncertain=c.uncertain,
+                        now=now,
                     )
                 done += len(rows)
 
@@ -194,20 +179,10 @@ class Pipeline:
         with self.db.session() as session:
             stage_lock(session, "route")  # one process routes at a time (PostgreSQL)
             sync_subscribers(session, self.loaded, now)
-            ids = list(
-                session.scalars(
-                    select(PostRow.id)
-                    .where(
-                        PostRow.routed_at.is_(None),
-                        exists().where(ClassificationRow.post_id == PostRow.id),
-                    )
-                    .order_by(PostRow.id)
-                )
-            )
+            ids = classifications.unrouted_posts(session)
             result = route_posts(session, self.loaded, ids, now)
-            for row in session.scalars(select(PostRow).where(PostRow.id.in_(ids))):
-                if row.id not in result.held:
-                    row.routed_at = now
+            held = set(result.held)
+            classifications.mark_routed(session, [i for i in ids if i not in held], now)
             escalate(session, self.loaded, now)
             release_student_items(session, now, self.loaded)
         return result

@@ -9,33 +9,19 @@ from __future__ import annotations
 
 import fcntl
 import os
-from pathlib import Path
 from typing import IO
 
-from sqlalchemy.engine import make_url
-
 from bot.core.errors import DocTocTocError
+from bot.storage.db import sqlite_file
 
 
 class AlreadyRunning(DocTocTocError):
     """Another bot process uses this SQLite database."""
 
 
-def sqlite_path(url: str) -> Path | None:
-    try:
-        parsed = make_url(url)
-    except Exception:  # noqa: BLE001 - not a URL we can lock
-        return None
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    if parsed.database.startswith("file:"):
-        return None
-    return Path(parsed.database)
-
-
 def lock_run(url: str) -> IO[str] | None:
     """Hold the run lock of a SQLite database for the life of this process."""
-    path = sqlite_path(url)
+    path = sqlite_file(url)
     if path is None:
         return None
     lock_path = path.with_name(path.name + ".run-lock")

@@ -9,11 +9,11 @@ import sys
 from typing import Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.cli.common import config_option, load, open_db
 from bot.core.errors import ConfigError, DocTocTocError, InputError
 from bot.core.logs import setup_logging
+from bot.storage.db import DatabaseError, failure_reason
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -260,12 +260,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         if debug:
             raise
         # A full disk, a read-only or unreachable database: one line, no traceback.
-        reason = getattr(exc, "orig", None) or exc
-        click.echo(f"error: database: {str(reason).splitlines()[0]}", err=True)
+        click.echo(f"error: database: {failure_reason(exc)}", err=True)
         sys.exit(1)
     except OSError as exc:
         if debug:

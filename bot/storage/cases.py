@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, or_, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from bot.storage.live import case_conditions
 from bot.storage.models import (
     ClassificationRow,
     CorrectionRow,
@@ -61,7 +62,8 @@ def _cases(session: Session, *columns: Any) -> tuple[Any, Any]:
     correlated max(id), with coalesce(...) = 0 rather than IS NULL so that it does not walk the
     mostly-NULL answer_to_id / duplicate_of_id indexes and sort every case.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         latest = (
             select(ClassificationRow)
             .where(ClassificationRow.post_id == PostRow.id)
@@ -70,12 +72,6 @@ def _cases(session: Session, *columns: Any) -> tuple[Any, Any]:
             .lateral("latest")
         )
         c: Any = aliased(ClassificationRow, latest)
-        live = [
-            PostRow.deleted.is_(False),
-            PostRow.answer_to_id.is_(None),
-            PostRow.reply_to.is_(None),
-            PostRow.duplicate_of_id.is_(None),
-        ]
         query = select(*(columns or (PostRow, c))).select_from(PostRow).join(latest, true())
     else:
         c = ClassificationRow
@@ -86,18 +82,12 @@ def _cases(session: Session, *columns: Any) -> tuple[Any, Any]:
             .correlate(PostRow)
             .scalar_subquery()
         )
-        live = [
-            PostRow.deleted.is_(False),
-            func.coalesce(PostRow.answer_to_id, 0) == 0,
-            PostRow.reply_to.is_(None),
-            func.coalesce(PostRow.duplicate_of_id, 0) == 0,
-        ]
         query = (
             select(*(columns or (PostRow, c)))
             .select_from(PostRow)
             .join(c, and_(c.post_id == PostRow.id, c.id == latest_id))
         )
-    return query.where(*live, c.is_request.is_(True)), c
+    return query.where(*case_conditions(dialect), c.is_request.is_(True)), c
 
 
 def fts_terms(query: str) -> list[str]:

@@ -1,13 +1,18 @@
-"""A post's classifications: the latest one per post, alone or for many posts at once."""
+"""A post's classifications: the latest one per post, alone or for many posts at once; the
+posts waiting to be classified, then routed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from bot.storage.models import ClassificationRow
+from bot.storage.live import top_level_conditions
+from bot.storage.models import ClassificationRow, PostRow
 
 
 def latest_classification(session: Session, post_id: int) -> ClassificationRow | None:
@@ -33,3 +38,74 @@ def latest_classifications(
         ):
             latest[c.post_id] = c
     return latest
+
+
+def unclassified_posts(session: Session, limit: int) -> list[PostRow]:
+    """Live top-level posts (duplicates included) with no classification yet, oldest first."""
+    return list(
+        session.scalars(
+            select(PostRow)
+            .where(
+                *top_level_conditions(),
+                ~exists().where(ClassificationRow.post_id == PostRow.id),
+            )
+            .order_by(PostRow.id)
+            .limit(limit)
+        )
+    )
+
+
+def add_classification(
+    session: Session,
+    post: PostRow,
+    *,
+    lang: str | None,
+    model_version: str,
+    is_request: bool,
+    specialty: str | None,
+    specialty_scores: list[Any],
+    urgency: str | None,
+    urgency_score: float,
+    cues: list[Any],
+    uncertain: bool,
+    now: datetime,
+) -> None:
+    """Store a post's new classification; the language it detected fills an unknown one."""
+    if post.lang is None and lang:
+        post.lang = lang
+    session.add(
+        ClassificationRow(
+            post_id=post.id,
+            model_version=model_version,
+            is_request=is_request,
+            specialty=specialty,
+            specialty_scores=specialty_scores,
+            urgency=urgency,
+            urgency_score=urgency_score,
+            cues=cues,
+            uncertain=uncertain,
+            created_at=now,
+        )
+    )
+
+
+def unrouted_posts(session: Session) -> list[int]:
+    """Ids of the classified posts the routing stage has not handled yet, in id order."""
+    return list(
+        session.scalars(
+            select(PostRow.id)
+            .where(
+                PostRow.routed_at.is_(None),
+                exists().where(ClassificationRow.post_id == PostRow.id),
+            )
+            .order_by(PostRow.id)
+        )
+    )
+
+
+def mark_routed(session: Session, post_ids: Iterable[int], now: datetime) -> None:
+    """Record that routing handled these posts (they are not routed again)."""
+    ids = list(post_ids)
+    if ids:
+        for row in session.scalars(select(PostRow).where(PostRow.id.in_(ids))):
+            row.routed_at = now

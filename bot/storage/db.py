@@ -9,12 +9,25 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.core.errors import StorageError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# What callers outside bot.storage catch, so that none of them imports SQLAlchemy:
+# DatabaseError, any failure of the database (full disk, read-only file, server unreachable);
+# ConstraintError, a write refused by a constraint (another process stored the same row).
+DatabaseError = SQLAlchemyError
+ConstraintError = IntegrityError
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The first line of what the database driver said (one line for the CLI, no traceback)."""
+    reason = getattr(exc, "orig", None) or exc
+    return str(reason).splitlines()[0]
 
 
 class Database:
@@ -42,6 +55,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise (the driver's error) when the database does not answer."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
 
 def make_engine(url: str, *, read_only: bool = False) -> Engine:
@@ -150,11 +168,22 @@ def current_tables(engine: Engine) -> list[str]:
     return sorted(inspect(engine).get_table_names())
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for other databases, memory or `file:` URIs."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL we can lock
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    if parsed.database.startswith("file:"):
+        return None
+    return Path(parsed.database)
+
+
 def safe_url(url: str) -> str:
     """The URL without its password, for logs and messages."""
     try:
-        from sqlalchemy.engine import make_url
-
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a malformed URL is shown as given minus credentials
         return url.split("@")[-1]

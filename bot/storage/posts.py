@@ -14,6 +14,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.core.post import Author, Media, Post
+from bot.storage.live import top_level_conditions
 from bot.storage.models import PostRow
 
 DUPLICATE_WINDOW = timedelta(hours=24)
@@ -384,6 +385,16 @@ def _author_tokens(row: Any) -> list[str]:
     if row.author_key:
         tokens.append("k:" + row.author_key)
     return tokens
+
+
+def recent_top_level(session: Session, source: str, since: datetime) -> list[Post]:
+    """The live top-level posts of `source` created since `since` (their replies are followed)."""
+    rows = session.scalars(
+        select(PostRow).where(
+            PostRow.source == source, *top_level_conditions(), PostRow.created_at >= since
+        )
+    )
+    return [row_to_post(r) for r in rows]
 
 
 def row_to_post(row: PostRow) -> Post:
