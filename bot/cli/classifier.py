@@ -41,6 +41,7 @@ def train_cmd(output: str | None, data: str | None, no_corrections: bool, config
     Prints the measures on the held-out test split (20% of the corpus, stratified, fixed
     seed; training never reads it) and writes the artifact with a JSON metadata file.
     """
+    from bot.storage.corrections import corrected_posts
     from classifiers import metrics as M
     from classifiers.artifact import DEFAULT_MODEL, save
     from classifiers.corpus import load_corpus, load_extra
@@ -49,7 +50,8 @@ def train_cmd(output: str | None, data: str | None, no_corrections: bool, config
 
     corrections = []
     if not no_corrections:
-        corrections = training_examples(open_db(load(config_path)))
+        with open_db(load(config_path)).session() as session:
+            corrections = training_examples(corrected_posts(session))
     corpus = load_corpus(data)
     result = train(corpus, corrections, extra=load_extra(data))
     path = save(result.state, output or DEFAULT_MODEL)
@@ -195,16 +197,20 @@ def correct_cmd(
     The next `doctoctoc train` learns from it: the corrected post is added to the training
     set with a weight that makes the new model give the corrected labels.
     """
-    from classifiers.corrections import add_correction
+    from bot.storage.corrections import add_correction
+    from classifiers.corrections import validate
 
-    view = add_correction(
-        open_db(load(config_path)),
-        post_id,
-        is_request=is_request,
-        specialty=specialty,
-        urgency=urgency,
-        corrected_by=corrected_by,
-    )
+    database = open_db(load(config_path))
+    is_request = validate(is_request, specialty, urgency)
+    with database.session() as session:
+        view = add_correction(
+            session,
+            post_id,
+            is_request=is_request,
+            specialty=specialty,
+            urgency=urgency,
+            corrected_by=corrected_by,
+        )
     click.echo(
         f"correction {view['id']} recorded for post {view['post']} ({view['ref']}): {_labels(view)}"
     )
@@ -225,9 +231,10 @@ def _labels(v: dict[str, Any]) -> str:
 @config_option
 def corrections_cmd(fmt: str, config_path: str) -> None:
     """List the stored corrections, oldest first, with what the model had said."""
-    from classifiers.corrections import list_corrections
+    from bot.storage.corrections import list_corrections
 
-    rows = list_corrections(open_db(load(config_path)))
+    with open_db(load(config_path)).session() as session:
+        rows = list_corrections(session)
     if fmt == "jsonl":
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))

@@ -35,5 +35,9 @@ class ClassifierError(DocTocTocError):
     """The classifier model is missing or cannot be loaded."""
 
 
+class CorrectionError(DocTocTocError):
+    """A correction cannot be recorded (unknown post, contradictory labels...)."""
+
+
 class InputError(DocTocTocError):
     """A file given on the command line is malformed."""

@@ -298,7 +298,8 @@ class WebApp:
         return self.page(request, "unsubscribe.html.j2", viewer=settings, name=name, done=True)
 
     async def correct(self, request: Request) -> Response:
-        from classifiers.corrections import CorrectionError, add_correction
+        from bot.storage.corrections import add_correction
+        from classifiers.corrections import CorrectionError, validate
 
         token = request.path_params["token"]
         value = verify(self.secret, "correct", token)
@@ -340,14 +341,16 @@ class WebApp:
         if not claimed:
             return self.page(request, "correct.html.j2", **(ctx | {"used": True}))
         try:
-            add_correction(
-                self.db,
-                str(post.id),
-                is_request=is_request,
-                specialty=specialty,  # type: ignore[arg-type]
-                urgency=urgency,  # type: ignore[arg-type]
-                corrected_by=sub.name if sub else sub_id,
-            )
+            is_request = validate(is_request, specialty, urgency)  # type: ignore[arg-type]
+            with self.db.session() as session:
+                add_correction(
+                    session,
+                    str(post.id),
+                    is_request=is_request,
+                    specialty=specialty,  # type: ignore[arg-type]
+                    urgency=urgency,  # type: ignore[arg-type]
+                    corrected_by=sub.name if sub else sub_id,
+                )
         except CorrectionError as exc:
             with self.db.session() as session:
                 store.release_token(session, token)

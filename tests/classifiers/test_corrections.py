@@ -8,13 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli.classifier import correct_cmd, corrections_cmd
+from bot.storage import corrections as stored
 from bot.storage.models import ClassificationRow, PostRow
-from classifiers.corrections import (
-    CorrectionError,
-    add_correction,
-    list_corrections,
-    training_examples,
-)
+from classifiers.corrections import CorrectionError, training_examples, validate
 from classifiers.train import train
 
 from .conftest import small_corpus
@@ -34,6 +30,25 @@ def add_post(db, text: str = TEXT, native: str = "111", **kw) -> int:
         return row.id
 
 
+def add_correction(db, ref: str, *, is_request=None, specialty=None, urgency=None, **kw):
+    """As `doctoctoc correct` and the web page do: labels checked, then recorded."""
+    is_request = validate(is_request, specialty, urgency)
+    with db.session() as session:
+        return stored.add_correction(
+            session, ref, is_request=is_request, specialty=specialty, urgency=urgency, **kw
+        )
+
+
+def list_corrections(db):
+    with db.session() as session:
+        return stored.list_corrections(session)
+
+
+def examples_from(db):
+    with db.session() as session:
+        return training_examples(stored.corrected_posts(session))
+
+
 def test_a_correction_changes_the_next_model_prediction(db, small_model):
     post_id = add_post(db)
     before = small_model.classify([TEXT], ["fr"])[0]
@@ -42,7 +57,7 @@ def test_a_correction_changes_the_next_model_prediction(db, small_model):
     add_correction(
         db, str(post_id), specialty=target, urgency=urgency, corrected_by="dr.a@example.org"
     )
-    examples = training_examples(db)
+    examples = examples_from(db)
     assert [(e.text, e.is_request, e.specialty, e.urgency) for e in examples] == [
         (TEXT, True, target, urgency)
     ]
@@ -61,10 +76,10 @@ def test_not_request_correction_and_merging(db):
             specialty_scores=[], urgency="routine", urgency_score=0.5, cues=[], created_at=T0,
         ))  # fmt: skip
     add_correction(db, "mastodon:222", urgency="soon")
-    [ex] = training_examples(db)
+    [ex] = examples_from(db)
     assert (ex.is_request, ex.specialty, ex.urgency) == (True, "general_practice", "soon")
     add_correction(db, str(post_id), is_request=False)
-    [ex] = training_examples(db)
+    [ex] = examples_from(db)
     assert (ex.is_request, ex.specialty, ex.urgency) == (False, None, None)
     listed = list_corrections(db)
     assert [c["urgency"] for c in listed] == ["soon", None]
@@ -107,3 +122,8 @@ def test_correct_and_corrections_commands(tmp_path, db):
     assert '"specialty": "dermatology"' in out.output
     bad = runner.invoke(correct_cmd, [str(post_id), "--specialty", "nope", "--config", str(config)])
     assert bad.exit_code != 0
+    args = [str(post_id), "--not-request", "--specialty", "cardiology", "--config", str(config)]
+    contradictory = runner.invoke(correct_cmd, args)
+    assert isinstance(contradictory.exception, CorrectionError)
+    assert "not a request has no specialty" in str(contradictory.exception)
+    assert len(list_corrections(db)) == 1

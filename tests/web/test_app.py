@@ -11,8 +11,9 @@ import feedparser
 import pytest
 
 from bot.storage import cases as store
+from bot.storage import corrections as stored
 from bot.storage.models import DeliveryRow, SubscriberRow
-from classifiers.corrections import list_corrections, training_examples
+from classifiers.corrections import training_examples
 from digests.routing import active_subscribers
 from digests.tokens import sign
 from tests.digests.helpers import T0, add_request
@@ -86,13 +87,23 @@ def test_forged_truncated_and_foreign_tokens_get_a_plain_404(site):
 # --- corrections -------------------------------------------------------------------------
 
 
+def _corrections(db):
+    with db.session() as session:
+        return stored.list_corrections(session)
+
+
+def _training_examples(db):
+    with db.session() as session:
+        return training_examples(stored.corrected_posts(session))
+
+
 def test_correction_page_shows_the_post_and_its_current_labels(site):
     r = site.client.get(f"/correct/{site.correction_token(site.ids['stemi'])}")
     assert r.status_code == 200
     assert "sus-ST en inférieur" in r.text
     assert "URGENT" in r.text and "Cardiologie" in r.text
     assert '<select name="specialty">' in r.text and 'value="not_request"' in r.text
-    assert list_corrections(site.db) == []
+    assert _corrections(site.db) == []
 
 
 def test_correction_is_recorded_once_as_the_cli_does(site):
@@ -104,7 +115,7 @@ def test_correction_is_recorded_once_as_the_cli_does(site):
     again = site.client.post(url, data={"kind": "request", "specialty": "neurology"})
     assert "déjà servi" in again.text
     assert "déjà servi" in site.client.get(url).text
-    rows = list_corrections(site.db)
+    rows = _corrections(site.db)
     assert len(rows) == 1
     row = rows[0]
     assert (row["post"], row["specialty"], row["urgency"], row["is_request"]) == (
@@ -115,7 +126,7 @@ def test_correction_is_recorded_once_as_the_cli_does(site):
     )
     assert row["corrected_by"] == "Dr Claire Martin"
     assert row["was"]["specialty"] == "cardiology"
-    [example] = training_examples(site.db)
+    [example] = _training_examples(site.db)
     assert example.specialty == "emergency" and example.id == f"correction:{site.ids['stemi']}"
 
 
@@ -123,10 +134,10 @@ def test_correction_not_a_request_and_empty_form(site):
     url = f"/correct/{site.correction_token(site.ids['eczema2'])}"
     empty = site.client.post(url, data={"kind": "", "specialty": "", "urgency": ""})
     assert empty.status_code == 400 and "Choisissez au moins" in empty.text
-    assert list_corrections(site.db) == []
+    assert _corrections(site.db) == []
     r = site.client.post(url, data={"kind": "not_request", "specialty": "neurology"})
     assert r.status_code == 200
-    [row] = list_corrections(site.db)
+    [row] = _corrections(site.db)
     assert row["is_request"] is False and row["specialty"] is None
 
 
