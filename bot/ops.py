@@ -20,11 +20,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select, text
 
 from bot.storage import cursors
 from bot.storage.db import Database
-from bot.storage.models import DeliveryRow
+from bot.storage.health import oldest_due_by_channel, pending_by_channel
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +99,9 @@ class _DatabaseGauges:
         )
         try:
             with self.db.session() as session:
-                for channel, count in session.execute(
-                    select(DeliveryRow.channel, func.count())
-                    .where(DeliveryRow.status == "pending")
-                    .group_by(DeliveryRow.channel)
-                ):
+                for channel, count in pending_by_channel(session).items():
                     depth.add_metric([channel], count)
-                for channel, due in session.execute(
-                    select(DeliveryRow.channel, func.min(DeliveryRow.due_at))
-                    .where(DeliveryRow.status == "pending", DeliveryRow.due_at <= now)
-                    .group_by(DeliveryRow.channel)
-                ):
+                for channel, due in oldest_due_by_channel(session, now).items():
                     oldest.add_metric([channel], max(0.0, (now - _aware(due)).total_seconds()))
             for h in self.health():
                 if h.last_success_at is not None:
@@ -132,8 +123,7 @@ def _aware(value: datetime) -> datetime:
 def health_problems(db: Database, health: Callable[[], list[cursors.SourceHealth]]) -> list[str]:
     """Why the bot is not healthy (empty: healthy)."""
     try:
-        with db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        db.ping()
     except Exception as exc:  # noqa: BLE001
         return [f"database unreachable: {type(exc).__name__}"]
     try:

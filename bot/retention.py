@@ -13,11 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Text, cast, delete, null, select, update
-
 from bot.core.config import LoadedConfig
+from bot.storage import retention as store
 from bot.storage.db import Database
-from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
 
 
 @dataclass
@@ -37,39 +35,7 @@ def purge(db: Database, loaded: LoadedConfig, now: datetime) -> PurgeResult:
     cfg = loaded.config.retention
     result = PurgeResult()
     with db.session() as session:
-        result.raw_payloads = session.execute(
-            update(PostRow)
-            .where(_has_raw(), PostRow.collected_at < now - cfg.raw_payloads)
-            .values(raw=null())
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        result.deliveries = session.execute(
-            delete(DeliveryRow)
-            .where(
-                DeliveryRow.status.in_(["sent", "failed", "dropped"]),
-                DeliveryRow.updated_at < now - cfg.delivery_log,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        gone = select(PostRow.id).where(PostRow.deleted.is_(True))
-        result.deleted_posts = session.execute(
-            update(PostRow)
-            .where(
-                PostRow.deleted.is_(True),
-                (PostRow.text != "") | _has_raw(),
-            )
-            .values(text="", media=[], raw=null())
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        session.execute(
-            update(ClassificationRow)
-            .where(ClassificationRow.post_id.in_(gone))
-            .values(cues=[])
-            .execution_options(synchronize_session=False)
-        )
+        result.raw_payloads = store.drop_raw_payloads(session, now - cfg.raw_payloads)
+        result.deliveries = store.delete_finished_deliveries(session, now - cfg.delivery_log)
+        result.deleted_posts = store.erase_deleted_posts(session)
     return result
-
-
-def _has_raw():
-    """A payload is stored: neither SQL NULL nor the JSON `null` an ORM None writes."""
-    return PostRow.raw.is_not(None) & (cast(PostRow.raw, Text) != "null")

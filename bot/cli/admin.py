@@ -7,13 +7,11 @@ import sys
 from datetime import UTC, datetime
 
 import click
-from sqlalchemy import func, select
 
 from bot.cli.common import config_option, load, open_db
 from bot.core.errors import InputError
 from bot.core.post import iso
-from bot.storage import cursors
-from bot.storage.models import BlockedAuthorRow, DeliveryRow, PostRow, SubscriberRow
+from bot.storage import cursors, health
 
 
 @click.group()
@@ -37,15 +35,13 @@ def export_posts(fmt: str, include_deleted: bool, config_path: str) -> None:
     source are left out (unless --include-deleted, which shows them without content).
     """
     from bot.storage.classifications import latest_classification
+    from bot.storage.posts import all_posts
 
     loaded = load(config_path)
     database = open_db(loaded)
     out = sys.stdout
     with database.session() as session:
-        query = select(PostRow).order_by(PostRow.id)
-        if not include_deleted:
-            query = query.where(PostRow.deleted.is_(False))
-        for row in session.scalars(query).yield_per(500):
+        for row in all_posts(session, include_deleted=include_deleted):
             c = latest_classification(session, row.id)
             record = {
                 "network": row.network,
@@ -108,30 +104,15 @@ def status(config_path: str) -> None:
                 click.echo(
                     f"  {h.source}: {word}, failing since {iso(h.failing_since)}: {h.last_error}"
                 )
-        posts = session.scalar(select(func.count(PostRow.id)))
-        click.echo(f"posts stored: {posts}")
+        click.echo(f"posts stored: {health.count_posts(session)}")
         click.echo("deliveries:")
-        for state, count in session.execute(
-            select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status)
-        ):
+        for state, count in health.delivery_counts(session).items():
             click.echo(f"  {state}: {count}")
-        failed = session.scalars(
-            select(DeliveryRow)
-            .where(DeliveryRow.status == "failed")
-            .order_by(DeliveryRow.id.desc())
-            .limit(10)
-        )
-        for row in failed:
+        for row in health.failed_deliveries(session, limit=10):
             click.echo(
                 f"  failed: post {row.post_id} to {row.subscriber_id} by {row.channel} after {row.attempts} attempts: {row.last_error}"
             )
-        retrying = session.scalars(
-            select(DeliveryRow)
-            .where(DeliveryRow.status == "pending", DeliveryRow.attempts > 0)
-            .order_by(DeliveryRow.due_at)
-            .limit(10)
-        )
-        for row in retrying:
+        for row in health.retrying_deliveries(session, limit=10):
             click.echo(
                 f"  retrying: post {row.post_id} to {row.subscriber_id} by {row.channel}, "
                 f"{row.attempts} attempts, next try {iso(row.due_at)}: {row.last_error}"
@@ -143,6 +124,7 @@ def status(config_path: str) -> None:
 @config_option
 def unsubscribe(token: str, config_path: str) -> None:
     """Record an unsubscribe from the TOKEN of a digest's unsubscribe link."""
+    from bot.storage.cases import unsubscribe as record_unsubscribe
     from digests.tokens import resolve_secret, verify
 
     loaded = load(config_path)
@@ -155,11 +137,9 @@ def unsubscribe(token: str, config_path: str) -> None:
             raise InputError(
                 "this unsubscribe token is not valid (copy the whole link or its last part)"
             )
-        row = session.get(SubscriberRow, sub_id)
+        row = record_unsubscribe(session, sub_id, datetime.now(UTC))
         if row is None:
             raise InputError(f"no subscriber '{sub_id}' in the database")
-        if row.unsubscribed_at is None:
-            row.unsubscribed_at = datetime.now(UTC)
     click.echo(f"{row.name} ({sub_id}) is unsubscribed and gets nothing more.")
 
 
@@ -170,19 +150,17 @@ def unsubscribe(token: str, config_path: str) -> None:
 def block(handle: str, undo: bool, config_path: str) -> None:
     """Stop routing the posts of HANDLE (kept, never routed). --undo reverses it."""
     from bot.core.post import normalize_handle
+    from bot.storage.blocked import block_author, unblock_author
 
     loaded = load(config_path)
     database = open_db(loaded)
     key = normalize_handle(handle)
     with database.session() as session:
-        row = session.get(BlockedAuthorRow, key)
         if undo:
-            if row is not None:
-                session.delete(row)
+            unblock_author(session, key)
             click.echo(f"{key} unblocked")
         else:
-            if row is None:
-                session.add(BlockedAuthorRow(handle=key, created_at=datetime.now(UTC)))
+            block_author(session, key, datetime.now(UTC))
             click.echo(f"{key} blocked: posts kept, never routed")
 
 

@@ -17,11 +17,15 @@ from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, or_, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from bot.storage.health import (  # noqa: F401 - the web admin page reads them from here
+    count_posts,
+    deliveries_needing_attention,
+    delivery_counts,
+)
 from bot.storage.live import case_conditions
 from bot.storage.models import (
     ClassificationRow,
     CorrectionRow,
-    DeliveryRow,
     PostRow,
     SubscriberRow,
     UsedTokenRow,
@@ -238,28 +242,6 @@ def unsubscribe(session: Session, subscriber_id: str, now: datetime) -> Subscrib
     return row
 
 
-def delivery_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status))
-    return {status: count for status, count in rows}
-
-
-def deliveries_needing_attention(session: Session, limit: int = 50) -> list[DeliveryRow]:
-    """Failed deliveries and pending ones that already failed once (retrying), newest first."""
-    return list(
-        session.scalars(
-            select(DeliveryRow)
-            .where(
-                or_(
-                    DeliveryRow.status == "failed",
-                    (DeliveryRow.status == "pending") & (DeliveryRow.attempts > 0),
-                )
-            )
-            .order_by(DeliveryRow.updated_at.desc(), DeliveryRow.id.desc())
-            .limit(limit)
-        )
-    )
-
-
 def recent_corrections(session: Session, limit: int = 20) -> list[tuple[CorrectionRow, PostRow]]:
     rows = session.execute(
         select(CorrectionRow, PostRow)
@@ -268,7 +250,3 @@ def recent_corrections(session: Session, limit: int = 20) -> list[tuple[Correcti
         .limit(limit)
     ).all()
     return [(c, p) for c, p in rows]
-
-
-def count_posts(session: Session) -> int:
-    return session.scalar(select(func.count(PostRow.id))) or 0

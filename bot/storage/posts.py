@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -385,6 +385,14 @@ def _author_tokens(row: Any) -> list[str]:
     if row.author_key:
         tokens.append("k:" + row.author_key)
     return tokens
+
+
+def all_posts(session: Session, *, include_deleted: bool = False) -> Iterator[PostRow]:
+    """Every stored post in id order, read 500 at a time (deleted ones only when asked)."""
+    query = select(PostRow).order_by(PostRow.id)
+    if not include_deleted:
+        query = query.where(PostRow.deleted.is_(False))
+    yield from session.scalars(query).yield_per(500)
 
 
 def recent_top_level(session: Session, source: str, since: datetime) -> list[Post]:
