@@ -1,24 +1,18 @@
-"""Storing posts: insert-or-update by identity, thread links, cross-network duplicates."""
+"""Storing posts: insert-or-update by identity, thread links; duplicates linked (duplicates.py)."""
 
 from __future__ import annotations
 
-import difflib
-import re
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.core.post import Author, Media, Post
+from bot.storage.duplicates import author_key, link_duplicates
 from bot.storage.live import top_level_conditions
 from bot.storage.models import PostRow
-
-DUPLICATE_WINDOW = timedelta(hours=24)
-DUPLICATE_SIMILARITY = 0.85
 
 
 @dataclass
@@ -78,7 +72,7 @@ def store_posts(
         touched = _link_threads(session, new_rows) | _adopt_orphans(session, new_rows)
         for case_id in touched:
             _recount_answers(session, case_id)
-        _link_duplicates(session, [r for r in new_rows if r.answer_to_id is None])
+        link_duplicates(session, [r for r in new_rows if r.answer_to_id is None])
         result.new = [r.id for r in new_rows]
     session.flush()
     return result
@@ -277,114 +271,6 @@ def _recount_answers(session: Session, case_id: int) -> None:
     if case is not None:
         case.answer_count = count
         case.first_answer_at = first
-
-
-def fold(text: str) -> str:
-    """Lower-case, accents removed, URLs/mentions/hashtags dropped, spaces collapsed."""
-    text = re.sub(r"https?://\S+|@[\w.@-]+|#\w+", " ", text)
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return " ".join(re.findall(r"\w+", text))
-
-
-def author_key(handle: str) -> str:
-    """The local part of a handle: `@dr_a@m.example`, `dr-a.bsky.social` and `dr_a` -> `dr_a`."""
-    return re.split(r"[@.]", handle.lstrip("@"))[0].lower().replace("-", "_")
-
-
-def same_author(a: Any, b: Any) -> bool:
-    names = fold(a.author_name or "") and fold(a.author_name or "") == fold(b.author_name or "")
-    return bool(names) or (bool(a.author_key) and a.author_key == b.author_key)
-
-
-def _link_duplicates(session: Session, rows: list[PostRow]) -> None:
-    """The same case by the same author on another network within 24 h points at the first copy.
-
-    Candidates are read as light tuples (no raw payloads), only from the other networks, and
-    compared by author first: storing a large page costs one query, not a scan per post.
-    """
-    rows = [r for r in rows if len(fold(r.text)) >= 20]
-    if not rows:
-        return
-    names = sorted({r.author_name for r in rows if r.author_name})
-    keys = sorted({r.author_key for r in rows if r.author_key})
-    start = min(r.created_at for r in rows) - DUPLICATE_WINDOW
-    end = max(r.created_at for r in rows) + DUPLICATE_WINDOW
-    query = select(
-        PostRow.id,
-        PostRow.network,
-        PostRow.author_name,
-        PostRow.author_key,
-        PostRow.created_at,
-        PostRow.duplicate_of_id,
-        PostRow.text,
-    ).where(
-        or_(PostRow.author_name.in_(names), PostRow.author_key.in_(keys)),
-        PostRow.duplicate_of_id.is_(None),
-        PostRow.answer_to_id.is_(None),
-        PostRow.deleted.is_(False),
-        PostRow.created_at >= start,
-        PostRow.created_at <= end,
-    )
-    networks = {r.network for r in rows}
-    if len(networks) == 1:
-        query = query.where(PostRow.network != next(iter(networks)))
-    candidates = session.execute(query).all()
-    if not candidates:
-        return
-    by_author: dict[str, list[Any]] = {}
-    for other in candidates:
-        for token in _author_tokens(other):
-            by_author.setdefault(token, []).append(other)
-    folded: dict[int, str] = {}
-    linked: set[int] = set()
-    for row in rows:
-        if row.duplicate_of_id is not None or row.id in linked:
-            continue
-        text = fold(row.text)
-        seen: set[int] = set()
-        for token in _author_tokens(row):
-            for other in by_author.get(token, ()):
-                if other.id in seen or other.network == row.network or other.id == row.id:
-                    continue
-                seen.add(other.id)
-                if other.duplicate_of_id == row.id or other.id in linked:
-                    continue
-                if abs(other.created_at - row.created_at) > DUPLICATE_WINDOW:
-                    continue
-                if not same_author(row, other):
-                    continue
-                other_text = folded.setdefault(other.id, fold(other.text))
-                matcher = difflib.SequenceMatcher(None, text, other_text)
-                if (
-                    matcher.real_quick_ratio() < DUPLICATE_SIMILARITY
-                    or matcher.quick_ratio() < DUPLICATE_SIMILARITY
-                    or matcher.ratio() < DUPLICATE_SIMILARITY
-                ):
-                    continue
-                # The earlier copy is the case; the later one points at it.
-                if (other.created_at, other.id) < (row.created_at, row.id):
-                    row.duplicate_of_id = other.id
-                    linked.add(row.id)
-                else:
-                    later = session.get(PostRow, other.id)
-                    if later is not None and later.duplicate_of_id is None:
-                        later.duplicate_of_id = row.id
-                        linked.add(other.id)
-                break
-            else:
-                continue
-            break
-
-
-def _author_tokens(row: Any) -> list[str]:
-    tokens = []
-    name = fold(row.author_name or "")
-    if name:
-        tokens.append("n:" + name)
-    if row.author_key:
-        tokens.append("k:" + row.author_key)
-    return tokens
 
 
 def all_posts(session: Session, *, include_deleted: bool = False) -> Iterator[PostRow]:
