@@ -68,7 +68,8 @@ def test_a_correction_changes_the_next_model_prediction(db, small_model):
     assert after.state.version != small_model.version
 
 
-def test_not_request_correction_and_merging(db):
+def test_not_request_correction_and_merging(any_db):
+    db = any_db
     post_id = add_post(db, "Congrès à Lyon, inscrivez-vous ! #DocTocToc", native="222")
     with db.session() as session:
         session.add(ClassificationRow(
@@ -86,7 +87,8 @@ def test_not_request_correction_and_merging(db):
     assert listed[0]["was"]["specialty"] == "general_practice"
 
 
-def test_invalid_corrections_are_refused(db):
+def test_invalid_corrections_are_refused(any_db):
+    db = any_db
     post_id = add_post(db, native="333")
     with pytest.raises(CorrectionError, match="no stored post"):
         add_correction(db, "999999", specialty="cardiology")
