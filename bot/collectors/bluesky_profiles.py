@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.collectors.base import Clock, retry_after_seconds, utc_now
+from bot.collectors.base import Clock, utc_now
 from bot.collectors.bluesky_posts import INVALID_HANDLE
 from bot.core.post import Author, Post
+from bot.networks.failure import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
