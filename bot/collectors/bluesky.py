@@ -160,7 +160,10 @@ class BlueskyCollector(StreamingCollector):
         return page, oldest_reached, newest
 
     def _catch_up(self, seq: int | None) -> Iterator[Page]:
-        """Consume the firehose from `seq` until caught up, one committed page at a time."""
+        """Consume the firehose from `seq` until caught up, one committed page at a time.
+
+        Caught up: frames reach the cycle's start time, or none arrive for `idle_timeout` s.
+        """
         for batch in batches(
             self._stream_client(),
             cursor=seq,
@@ -183,6 +186,8 @@ class BlueskyCollector(StreamingCollector):
         self, on_page: Callable[[Page], None], stop: threading.Event, cursor: str | None = None
     ) -> str | None:
         """Stream matching posts from `com.atproto.sync.subscribeRepos` until `stop` is set.
+
+        `stream_url`: e.g. `wss://bsky.network/xrpc`, or a PDS's `ws://host:port/xrpc`.
 
         `on_page` must commit page and cursor; an exception it raises stops the stream and
         propagates: restart it later with the cursor saved in the database. Returns the last
@@ -313,7 +318,11 @@ class BlueskyCollector(StreamingCollector):
             return client
 
     def _fetch_profiles(self, dids: list[str]) -> Any:
-        """One `getProfiles` call (no retries: the resolver pauses after a failure)."""
+        """One `getProfiles` call (no retries: the resolver pauses after a failure).
+
+        Through the logged-in client when the source has credentials, else through the public
+        AppView at `appview_url` (null turns these lookups off).
+        """
         if self.has_credentials:
             client = self._client
             if client is None:  # stream-only source: log in once here, without retrying

@@ -292,6 +292,8 @@ class MastodonCollector(StreamingCollector):
             return None
 
     def replies(self, cases: list[Post]) -> Iterator[Page]:
+        # For the `max_cases` most recent cases: the status itself (its edits; a 404 means
+        # deleted, reported by recheck) and its context (descendants reply to the case).
         self._take_requests()
         for case in self._followed(cases):
             self._seen.add(case.id)
