@@ -1,10 +1,4 @@
-"""Long-running mode: APScheduler jobs per source, one delivery job per channel, reloads.
-
-No lock spans the jobs: each source is polled by its own job, each channel delivers in its
-own job, so a source or an SMTP server that hangs delays only its own work. Classify and
-route (short, local) run one at a time in this process. A bad edit of config.yaml is
-logged with its clear error and the bot keeps running on the last good config.
-"""
+"""Long-running mode: a job per source and per channel, a thread per stream, config reloads."""
 
 from __future__ import annotations
 
@@ -20,6 +14,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from bot.collectors.base import StreamingCollector
 from bot.core.config import LoadedConfig, load_config
 from bot.core.errors import ConfigError
 from bot.ops import Metrics, OpsServer, health_problems
@@ -33,7 +28,62 @@ STREAM_RESTART_S = 30
 CONFIG_CHECK_EVERY_S = 30
 
 
+class StreamSupervisor:
+    """Runs one streaming source until `stop` is set, restarting it after every failure.
+
+    Each (re)start streams from the cursor stored in the database; a failure is logged and
+    recorded in the source's health, and the restart waits `restart_after` seconds (`wait`,
+    by default `stop.wait`, so that stopping never waits for the restart).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        collector: StreamingCollector,
+        stop: threading.Event,
+        *,
+        restart_after: float = STREAM_RESTART_S,
+        wait: Callable[[float], object] | None = None,
+    ):
+        self.db, self.collector, self.stop = db, collector, stop
+        self.restart_after = restart_after
+        self.wait = wait or stop.wait
+
+    def run(self) -> None:
+        from bot.collect import SourceRun, save_page
+        from bot.storage import cursors
+
+        collector = self.collector
+        while not self.stop.is_set():
+            run = SourceRun(source=collector.key)
+            try:
+                with self.db.session() as session:
+                    cursor = cursors.get_cursor(session, collector.key)
+                collector.stream(
+                    lambda page, run=run: save_page(
+                        self.db, collector.key, page, run, network=collector.network
+                    ),
+                    self.stop,
+                    cursor,
+                )
+            except Exception as exc:  # noqa: BLE001 - the stream restarts, the bot keeps running
+                log.exception(
+                    "stream of %s failed; restarting in %ss", collector.key, self.restart_after
+                )
+                with self.db.session() as session:
+                    cursors.record_failure(session, collector.key, f"stream: {exc!r}")
+                self.wait(self.restart_after)
+
+
 class BotRunner:
+    """The long-running bot.
+
+    No lock spans the jobs: each source is polled by its own job, each channel delivers in its
+    own job, so a source or an SMTP server that hangs delays only its own work. Classify and
+    route (short, local) run one at a time in this process. A bad edit of config.yaml is
+    logged with its clear error and the bot keeps running on the last good config.
+    """
+
     def __init__(
         self,
         loaded: LoadedConfig,
@@ -198,16 +248,14 @@ class BotRunner:
             self.deliver_channel(name)
 
     def start_streams(self) -> None:
-        """One thread per streaming source (Bluesky firehose), restarted after failures."""
+        """One thread per streaming source, restarted after failures (StreamSupervisor)."""
         self.stop_streams()
         self._stop_streams = threading.Event()
         for collector in self.pipeline.collectors:
-            if getattr(collector, "stream_url", None) and hasattr(collector, "stream"):
+            if isinstance(collector, StreamingCollector) and collector.streams:
+                supervisor = StreamSupervisor(self.db, collector, self._stop_streams)
                 thread = threading.Thread(
-                    target=self._stream_forever,
-                    args=(collector, self._stop_streams),
-                    name=f"stream:{collector.key}",
-                    daemon=True,
+                    target=supervisor.run, name=f"stream:{collector.key}", daemon=True
                 )
                 thread.start()
                 self._streams.append(thread)
@@ -217,30 +265,6 @@ class BotRunner:
         for thread in self._streams:
             thread.join(timeout=5)
         self._streams = []
-
-    def _stream_forever(self, collector, stop: threading.Event) -> None:
-        from bot.collect import SourceRun, save_page
-        from bot.storage import cursors
-
-        while not stop.is_set():
-            run = SourceRun(source=collector.key)
-            try:
-                with self.db.session() as session:
-                    cursor = cursors.get_cursor(session, collector.key)
-                collector.stream(
-                    lambda page, run=run: save_page(
-                        self.db, collector.key, page, run, network=collector.network
-                    ),
-                    stop,
-                    cursor,
-                )
-            except Exception as exc:  # noqa: BLE001 - the stream restarts, the bot keeps running
-                log.exception(
-                    "stream of %s failed; restarting in %ss", collector.key, STREAM_RESTART_S
-                )
-                with self.db.session() as session:
-                    cursors.record_failure(session, collector.key, f"stream: {exc!r}")
-                stop.wait(STREAM_RESTART_S)
 
     def reload_config(self) -> None:
         mtime = self._mtime()

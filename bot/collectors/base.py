@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 import unicodedata
 from abc import ABC, abstractmethod
@@ -86,6 +87,29 @@ class Collector(ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class StreamingCollector(Collector):
+    """A collector that can also follow its source live: the scheduler runs `stream` in a thread.
+
+    Polling (`pages`) still runs on its schedule; streaming is on when `streams` is true.
+    """
+
+    @property
+    @abstractmethod
+    def streams(self) -> bool:
+        """Whether this source is configured to stream (Mastodon `stream`, Bluesky `stream_url`)."""
+
+    @abstractmethod
+    def stream(
+        self, on_page: Callable[[Page], None], stop: threading.Event, cursor: str | None = None
+    ) -> str | None:
+        """Deliver pages to `on_page` until `stop` is set, starting after `cursor`.
+
+        `on_page` commits each page with its cursor; an exception it raises stops the stream
+        and propagates. Connection failures are retried inside; what still escapes ends the
+        stream (the scheduler restarts it from the stored cursor). Returns the last cursor.
+        """
 
 
 # --- hashtags -------------------------------------------------------------------------
@@ -168,37 +192,3 @@ class RetryPolicy:
         if retry_after is not None:
             return max(retry_after, self.base)
         return backoff
-
-
-def retry_after_seconds(headers: dict[str, str] | object, now: float | None = None) -> float | None:
-    """Seconds to wait from Retry-After or x-rate-limit-reset / X-RateLimit-Reset headers."""
-    get = getattr(headers, "get", None)
-    if get is None:
-        return None
-    value = get("Retry-After") or get("retry-after")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            from email.utils import parsedate_to_datetime
-
-            try:
-                when = parsedate_to_datetime(value)
-                return max(0.0, when.timestamp() - (now or time.time()))
-            except (TypeError, ValueError):
-                return None
-    reset = get("x-rate-limit-reset") or get("X-RateLimit-Reset") or get("ratelimit-reset")
-    if reset:
-        now = now or time.time()
-        try:
-            number = float(reset)
-        except ValueError:
-            try:
-                return max(
-                    0.0, datetime.fromisoformat(reset.replace("Z", "+00:00")).timestamp() - now
-                )
-            except ValueError:
-                return None
-        # Epoch seconds (X, Mastodon numeric) or a delay in seconds (IETF draft).
-        return max(0.0, number - now) if number > 1e9 else max(0.0, number)
-    return None

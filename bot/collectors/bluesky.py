@@ -1,82 +1,34 @@
-"""Bluesky collector: firehose streaming, authenticated search backfill, threads, deletions.
-
-How a source is collected (config: `url`, `handle`, `app_password`, `stream_url`, `search`):
-
-* Streaming (recommended; Bluesky asks bots not to poll search): the scheduler runs
-  `collector.stream(on_page, stop, cursor=...)` in a thread, with `on_page` committing each page
-  and its cursor (`bot.collect.save_page`). It consumes `com.atproto.sync.subscribeRepos` at
-  `stream_url` (e.g. `wss://bsky.network/xrpc`, or a PDS's `ws://host:port/xrpc`).
-* `pages(cursor)`, one polling cycle: when `search` is on and credentials exist, an
-  authenticated `app.bsky.feed.searchPosts` backfill (one `q="#Tag"` query per hashtag,
-  newest first, paged until posts older than the last run); then, when `stream_url` is set
-  and no `stream()` is running, the firehose is consumed from the saved seq until caught up
-  (frames reach the cycle's start time, or none arrive for `idle_timeout` seconds).
-* Firehose commits name their author by DID only: each batch's authors get their handle and
-  display name from `app.bsky.actor.getProfiles` (bluesky_profiles: cached, batched by 25,
-  short timeout, paused after a failure, never holding a post back), called through the
-  logged-in client when the source has credentials, else through the public AppView at
-  `appview_url` (null turns these lookups off).
-* `replies(cases)`: `getPostThread` of the most recent cases (at most `max_thread_calls`).
-  `recheck(cases)`: `getPosts` in batches of 25; uris not returned were deleted.
-
-One cursor row holds both positions as JSON: `{"seq": <firehose seq>, "since": <ISO time>}`.
-A search run only saves its cursor in a final page, once all its pages are stored.
-"""
+"""Bluesky collector: firehose streaming, authenticated search backfill, threads, deletions."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from atproto import Client, Request, models
+from atproto import Client, models
 from atproto_client import exceptions as atx
 from atproto_core.exceptions import AtProtocolError
 
-from bot.collectors.base import Collector, Page, Transient, matching_tags, retry_after_seconds
+from bot.collectors.base import Page, StreamingCollector, Transient, matching_tags
+from bot.collectors.bluesky_cursor import BlueskyCursor
 from bot.collectors.bluesky_posts import parse_view, post_from_view
 from bot.collectors.bluesky_profiles import GET_PROFILES, ProfileResolver
 from bot.collectors.bluesky_stream import Decoded, FirehoseStream, batches
 from bot.core.errors import CollectorError, SourceDisabled
 from bot.core.post import Post, iso, parse_time
+from bot.networks import bluesky as bluesky_net
+from bot.networks.failure import AUTH, NOT_FOUND, RATE_LIMITED, UNREACHABLE, Failure
 
 log = logging.getLogger(__name__)
 DEFAULT_URL = "https://bsky.social"
 
 
-@dataclass(frozen=True)
-class BlueskyCursor:
-    seq: int | None = None
-    since: str | None = None
-
-    def encode(self) -> str:
-        data = {k: v for k, v in (("seq", self.seq), ("since", self.since)) if v is not None}
-        return json.dumps(data, separators=(",", ":"))
-
-    @classmethod
-    def decode(cls, value: str | None) -> BlueskyCursor:
-        if not value:
-            return cls()
-        if value.isdigit():
-            return cls(seq=int(value))
-        try:
-            data = json.loads(value)
-            seq, since = data.get("seq"), data.get("since")
-            return cls(
-                seq=seq if isinstance(seq, int) else None,
-                since=since if isinstance(since, str) else None,
-            )
-        except (ValueError, AttributeError):
-            log.warning("ignoring unreadable bluesky cursor %r", value)
-            return cls()
-
-
-class BlueskyCollector(Collector):
+class BlueskyCollector(StreamingCollector):
     network = "bluesky"
 
     search_limit = 100  # posts per searchPosts page (the lexicon's maximum)
@@ -141,6 +93,9 @@ class BlueskyCollector(Collector):
     # --- polling cycle --------------------------------------------------------------------
 
     def pages(self, cursor: str | None) -> Iterator[Page]:
+        # Search backfill when `search` is on and credentials exist (Bluesky asks bots not to
+        # poll search: streaming is recommended); then, when `stream_url` is set and no
+        # stream() runs, the firehose from the saved seq until caught up.
         state = self._adopt(cursor)
         if self.can_search:
             yield from self._search(state.since)
@@ -148,6 +103,8 @@ class BlueskyCollector(Collector):
             yield from self._catch_up(state.seq)
 
     def _search(self, since: str | None) -> Iterator[Page]:
+        # `app.bsky.feed.searchPosts`, one `q="#Tag"` query per hashtag, newest first, paged
+        # until posts older than the last run; the cursor moves in a last page, once all stored.
         client = self._login()
         since_dt = parse_time(since) if since else None
         stop_at = since_dt - self.search_overlap if since_dt else None
@@ -203,7 +160,10 @@ class BlueskyCollector(Collector):
         return page, oldest_reached, newest
 
     def _catch_up(self, seq: int | None) -> Iterator[Page]:
-        """Consume the firehose from `seq` until caught up, one committed page at a time."""
+        """Consume the firehose from `seq` until caught up, one committed page at a time.
+
+        Caught up: frames reach the cycle's start time, or none arrive for `idle_timeout` s.
+        """
         for batch in batches(
             self._stream_client(),
             cursor=seq,
@@ -218,16 +178,20 @@ class BlueskyCollector(Collector):
 
     # --- streaming (run by the scheduler in a thread) -----------------------------------
 
-    def stream(
-        self,
-        on_page: Callable[[Page], None],
-        stop: threading.Event | None = None,
-        cursor: str | None = None,
-    ) -> int | None:
-        """Stream matching posts until `stop` is set; `on_page` must commit page and cursor.
+    @property
+    def streams(self) -> bool:
+        return bool(self.stream_url)
 
-        Returns the last seq. An exception from `on_page` stops the stream and propagates:
-        restart it later with the cursor saved in the database.
+    def stream(
+        self, on_page: Callable[[Page], None], stop: threading.Event, cursor: str | None = None
+    ) -> str | None:
+        """Stream matching posts from `com.atproto.sync.subscribeRepos` until `stop` is set.
+
+        `stream_url`: e.g. `wss://bsky.network/xrpc`, or a PDS's `ws://host:port/xrpc`.
+
+        `on_page` must commit page and cursor; an exception it raises stops the stream and
+        propagates: restart it later with the cursor saved in the database. Returns the last
+        cursor handed over.
         """
         if not self.stream_url:
             raise SourceDisabled(f"bluesky source {self.key}: no stream_url to stream from")
@@ -244,7 +208,8 @@ class BlueskyCollector(Collector):
                 self._commit(seq=batch.seq)
 
         try:
-            return self._stream_client().run(deliver, cursor=stored.seq, stop=stop)
+            self._stream_client().run(deliver, cursor=stored.seq, stop=stop)
+            return self._with()
         finally:
             self.streaming = False
 
@@ -256,6 +221,8 @@ class BlueskyCollector(Collector):
         return stream
 
     def _stream_page(self, batch: Decoded) -> Page:
+        # Firehose commits name their author by DID only: getProfiles (bluesky_profiles) fills
+        # in handles and names, never holding a post back.
         cursor = self._with(seq=batch.seq) if batch.seq is not None else None
         return Page(
             posts=self.profiles.enrich(batch.posts, batch.identities),
@@ -268,6 +235,7 @@ class BlueskyCollector(Collector):
     # --- threads and deletions --------------------------------------------------------------
 
     def replies(self, cases: list[Post]) -> Iterator[Page]:
+        # `getPostThread` of the most recent cases (at most `max_thread_calls`).
         if not self.has_credentials:
             return
         mine = sorted(
@@ -306,6 +274,7 @@ class BlueskyCollector(Collector):
             self._walk(node.get("replies"), page)
 
     def recheck(self, posts: list[Post]) -> list[str]:
+        # `getPosts` in batches of 25: uris not returned were deleted.
         uris = [p.id for p in posts if p.network == self.network and p.id.startswith("at://")]
         if not uris or not self.has_credentials:
             return []
@@ -333,10 +302,10 @@ class BlueskyCollector(Collector):
                 raise SourceDisabled(
                     f"bluesky source {self.key}: handle and app_password are not set"
                 )
-            client = Client(base_url=self.url, request=Request(timeout=self.timeout))
+            client = bluesky_net.make_client(self.url, timeout=self.timeout)
 
             def login() -> None:
-                client.login(self.source.handle, self.source.app_password, fetch_bsky_profile=False)
+                bluesky_net.login(client, self.source.handle, self.source.app_password)
 
             try:
                 if retry:
@@ -349,7 +318,11 @@ class BlueskyCollector(Collector):
             return client
 
     def _fetch_profiles(self, dids: list[str]) -> Any:
-        """One `getProfiles` call (no retries: the resolver pauses after a failure)."""
+        """One `getProfiles` call (no retries: the resolver pauses after a failure).
+
+        Through the logged-in client when the source has credentials, else through the public
+        AppView at `appview_url` (null turns these lookups off).
+        """
         if self.has_credentials:
             client = self._client
             if client is None:  # stream-only source: log in once here, without retrying
@@ -362,8 +335,8 @@ class BlueskyCollector(Collector):
         else:
             if self._appview is None:
                 assert self.appview_url
-                self._appview = Client(
-                    base_url=self.appview_url, request=Request(timeout=self.profile_timeout)
+                self._appview = bluesky_net.make_client(
+                    self.appview_url, timeout=self.profile_timeout
                 )
             client = self._appview
         params = models.AppBskyActorGetProfiles.Params(actors=dids)
@@ -398,26 +371,24 @@ def _guard(fn: Callable[[], Any], what: str) -> Any:
     """Run one XRPC call, turning atproto/httpx errors into Transient or CollectorError."""
     try:
         return fn()
-    except atx.RateLimitExceededError as exc:
-        headers = exc.response.headers if exc.response is not None else {}
-        raise Transient(
-            f"{what}: rate limited (429)", retry_after=retry_after_seconds(headers)
-        ) from exc
-    except atx.NetworkError as exc:  # timeouts, transport errors, 502
-        raise Transient(f"{what}: {type(exc).__name__} {exc}") from exc
-    except atx.UnauthorizedError as exc:
-        raise CollectorError(
-            f"{what}: not authorized ({exc}); check handle and app_password"
-        ) from exc
-    except atx.BadRequestError as exc:
-        content = exc.response.content if exc.response is not None else None
-        if getattr(content, "error", None) == "NotFound":
-            raise _NotFound(f"{what}: not found") from exc
-        raise CollectorError(f"{what}: request refused ({exc})") from exc
-    except atx.RequestException as exc:
-        status = exc.response.status_code if exc.response is not None else 0
-        if status >= 500 or status in (408, 425):
-            raise Transient(f"{what}: server error {exc}") from exc
-        raise CollectorError(f"{what}: failed ({exc})") from exc
-    except httpx.HTTPError as exc:
-        raise Transient(f"{what}: {type(exc).__name__} {exc}") from exc
+    except (atx.RequestErrorBase, httpx.HTTPError) as exc:
+        failure = bluesky_net.classify(exc)
+        if failure is None:
+            raise
+        raise _error(failure, what, exc) from exc
+
+
+def _error(failure: Failure, what: str, exc: Exception) -> CollectorError:
+    if failure.kind == RATE_LIMITED:
+        return Transient(f"{what}: rate limited (429)", retry_after=failure.retry_after)
+    if failure.kind == UNREACHABLE or (failure.transient and isinstance(exc, atx.NetworkError)):
+        return Transient(f"{what}: {type(exc).__name__} {exc}")  # timeouts, transport, 502
+    if failure.transient:
+        return Transient(f"{what}: server error {exc}")
+    if failure.kind == AUTH:
+        return CollectorError(f"{what}: not authorized ({exc}); check handle and app_password")
+    if failure.kind == NOT_FOUND:
+        return _NotFound(f"{what}: not found")
+    if failure.status == 400:
+        return CollectorError(f"{what}: request refused ({exc})")
+    return CollectorError(f"{what}: failed ({exc})")

@@ -1,20 +1,4 @@
-"""Authors of firehose posts: DID → handle and display name, cached, never blocking storage.
-
-Firehose commits carry only the author's DID. `ProfileResolver.enrich(posts, identities)` runs
-once per batch (never per frame): it fills in each post's `author.handle` and `author.name`
-from an in-memory cache (LRU of `size` DIDs, entries expire after `ttl`), looking up the DIDs it
-does not know with `app.bsky.actor.getProfiles`, at most 25 actors per call (the lexicon's
-limit). Unknown actors are simply absent from the answer: they are remembered for a shorter
-time (`missing_ttl`) so a busy author still costs one lookup.
-
-Handles also come from the firehose's own `#identity` events (`did`, `handle`): they refresh
-the handle of an author already cached (a handle change) and are ignored otherwise, so the
-cache holds only people who posted with a wanted hashtag, not the whole network.
-
-A lookup never fails the batch: on any error (network, timeout, 4xx/5xx, malformed answer) the
-posts keep the DID as handle, one warning is logged per outage, and lookups pause for a growing
-while (`backoff_base` doubling up to `backoff_max`); cached profiles are still used meanwhile.
-"""
+"""Authors of firehose posts: DID → handle and display name, cached, never blocking storage."""
 
 from __future__ import annotations
 
@@ -27,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.collectors.base import Clock, retry_after_seconds, utc_now
+from bot.collectors.base import Clock, utc_now
 from bot.collectors.bluesky_posts import INVALID_HANDLE
 from bot.core.post import Author, Post
+from bot.networks.failure import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +89,18 @@ class ProfileCache:
 
 
 class ProfileResolver:
-    """Batch lookups of post authors through `fetch`, with a cache and a failure backoff."""
+    """Batch lookups of post authors through `fetch`, with a cache and a failure backoff.
+
+    `enrich(posts, identities)` runs once per batch (never per frame): it fills in each post's
+    `author.handle` and `author.name` from the cache, looking up unknown DIDs with
+    `app.bsky.actor.getProfiles` (at most 25 actors a call). Unknown actors, absent from the
+    answer, are remembered for `missing_ttl`. The firehose's `#identity` events refresh the
+    handle of an author already cached (a handle change) and are ignored otherwise, so the
+    cache holds only people who posted with a wanted hashtag.
+
+    A lookup never fails the batch: on any error the posts keep the DID as handle, one warning
+    is logged per outage, and lookups pause (`backoff_base` doubling up to `backoff_max`).
+    """
 
     backoff_base = timedelta(minutes=1)
     backoff_max = timedelta(minutes=30)

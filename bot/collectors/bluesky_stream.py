@@ -1,14 +1,7 @@
-"""Bluesky firehose (`com.atproto.sync.subscribeRepos`): frame filtering and a resumable stream.
+"""Bluesky firehose (`com.atproto.sync.subscribeRepos`): a resumable stream of matching posts.
 
-`decode_and_filter` is the pure per-frame step (benchmarked in benchmarks/bench_firehose.py):
-it decodes a frame with the SDK's helpers and keeps created/updated `app.bsky.feed.post`
-records that carry a wanted hashtag, plus the at-uris of deleted posts.
-
-`FirehoseStream.run` drives the SDK's `FirehoseSubscribeReposClient`: it batches matches into
-small batches whose `seq` is the last frame's, hands each batch to a callback (which commits
-it) before reading further, reconnects with exponential backoff through an injectable sleep,
-and always resumes from the last seq handed over, so nothing is skipped. `#identity` events
-ride along in each batch (`Decoded.identities`) for the author cache (bluesky_profiles).
+Frames are decoded and filtered in bluesky_posts (`decode_and_filter`, benchmarked in
+benchmarks/bench_firehose.py).
 """
 
 from __future__ import annotations
@@ -63,6 +56,12 @@ OnBatch = Callable[[Decoded], None]
 
 class FirehoseStream:
     """Consume subscribeRepos from a cursor, handing over batches of matches in order.
+
+    `run` drives the SDK's `FirehoseSubscribeReposClient`, hands each batch (whose `seq` is its
+    last frame's) to a callback that commits it before reading further, reconnects with
+    exponential backoff through an injectable sleep, and always resumes from the last seq
+    handed over, so nothing is skipped. `#identity` events ride along in each batch
+    (`Decoded.identities`) for the author cache (bluesky_profiles).
 
     Batches go out when `batch_size` items are pending, when the oldest pending item waited
     `max_delay` seconds, and (to checkpoint the cursor) every `checkpoint_every` seconds even

@@ -1,114 +1,49 @@
 """Mastodon collector: hashtag timelines of one instance, polled with Mastodon.py.
 
-Cursor: one JSON object for the source, `{"<tag>": "<min_id>"}` (tags case/accent folded),
-the id of the newest status already committed for each configured hashtag.
-
-Polling: for each hashtag, `timeline_hashtag(tag, min_id=cursor, limit=40)` returns the
-statuses immediately newer than the cursor; the library's `fetch_previous` (the `Link`
-header's rel="prev" min_id) then walks towards the present until a short or empty page.
-Every page is yielded oldest first with a cursor covering that page and earlier ones only,
-so a crash or an error part-way never skips a status and a restart never repeats one.
-
-Late statuses: statuses delivered to the instance's inbox get ids from their arrival time, but
-a status the instance fetches later (thread resolution, search) gets a backdated id (from its
-`created_at`), which may sort before the cursor, where `min_id` polling never looks. So a
-running bot re-reads each hashtag's newest page (40 statuses) every `lookback_every` (15 min;
-the first time one period after the collector starts, so that a short-lived `run --once` keeps
-to one request per idle cycle) and stores the statuses at or before the cursor (known ones are
-recognised); the cursor does not move. A late status older than the 40 newest is still missed.
-
-First run (no cursor for a tag): only the most recent page (40 statuses; `first_run_pages`
-raises it) is collected. A hashtag's whole history can be huge and old questions are no
-longer actionable; from then on nothing is missed.
-
-Rate limits: Mastodon allows 300 requests per 5 minutes. Each HTTP request goes through a
-session that keeps a sliding window of the collector's own requests (waiting with the
-injected `sleep` when full) and honours `X-RateLimit-Remaining: 0` until the reset time.
-The library runs with `ratelimit_method="throw"` so that it never sleeps by itself: a 429,
-a 5xx, a timeout or a network error becomes `Transient` and the shared `RetryPolicy`
-decides (Retry-After or X-RateLimit-Reset honoured, measured against the server's Date).
-
-Threads: `replies` fetches, for at most `max_cases` recent cases, the status itself (to
-apply edits and see deletions) and its context (descendants become Posts replying to the
-case). `recheck` reports the cases that answered 404 (by key, the canonical uri), checking
-those not seen yet.
-
-Streaming (optional, `stream: true`): `stream()` listens to `stream_hashtag` and catches up
-by polling after every (re)connection; see mastodon_stream.
+The cursor is one JSON object for the source, `{"<tag>": "<min_id>"}` (tags case/accent
+folded): the newest status already committed for each hashtag. Optional streaming
+(`stream: true`) is in mastodon_stream.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import requests
-from mastodon import (
-    Mastodon,
-    MastodonAPIError,
-    MastodonNetworkError,
-    MastodonNotFoundError,
-    MastodonRatelimitError,
-    MastodonUnauthorizedError,
-)
+from mastodon import MastodonError, MastodonNotFoundError
 
-from bot.collectors.base import Collector, Page, Transient, fold_tag, retry_after_seconds
+from bot.collectors.base import Page, StreamingCollector, Transient, fold_tag
 from bot.collectors.mastodon_status import MalformedStatus, id_order, status_id, status_to_post
+from bot.collectors.mastodon_stream import stream_source
 from bot.core.config_models import SourceConfig
 from bot.core.errors import CollectorError
 from bot.core.post import Post
+from bot.networks import mastodon as mastodon_net
+from bot.networks.failure import (
+    AUTH,
+    NOT_FOUND,
+    RATE_LIMITED,
+    UNAVAILABLE,
+    UNREACHABLE,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAGE_SIZE = 40  # Mastodon's maximum for timelines
 MAX_PAGES = 500  # per hashtag and cycle; the rest waits for the next cycle
-RATE_LIMIT = 300  # requests ...
-RATE_WINDOW = 300.0  # ... per 5 minutes
 MAX_CASES = 20  # cases followed (status + context) per cycle
 BACKFILL_MAX_PAGES = 250  # first-run backfill: 10,000 statuses per tag, under 300 requests / 5 min
 LOOKBACK_EVERY = timedelta(minutes=15)  # newest page re-read for late, backdated statuses
 CASE_WINDOW = timedelta(hours=48)
 
 
-class _Mastodon(Mastodon):
-    """Mastodon.py without its availability probe before every timeline call.
-
-    `timeline()` first asks `timeline_is_available`, which fetches `GET /api/v2/instance/`
-    (once per client, again after every failure) only to emit a warning. The collector reports
-    a refused or missing timeline itself from the timeline's own answer (401/403/404), so the
-    probe would be one wasted request per process and cycle.
-    """
-
-    def timeline_is_available(self, *args: Any, **kwargs: Any) -> bool:
-        return True
-
-
-class _Session(requests.Session):
-    """A requests session that reports every HTTP request before and after it is sent."""
-
-    def __init__(self, before: Callable[[], None], after: Callable[[requests.Response], None]):
-        super().__init__()
-        self._before, self._after = before, after
-
-    def request(
-        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        self._before()
-        response = super().request(method, url, *args, **kwargs)
-        self._after(response)
-        return response
-
-
-class MastodonCollector(Collector):
+class MastodonCollector(StreamingCollector):
     network = "mastodon"
 
     def __init__(
@@ -119,9 +54,11 @@ class MastodonCollector(Collector):
         page_size: int = PAGE_SIZE,
         first_run_pages: int = 1,
         max_cases: int = MAX_CASES,
-        rate_limit: int = RATE_LIMIT,
-        rate_window: float = RATE_WINDOW,
+        rate_limit: int = mastodon_net.RATE_LIMIT,
+        rate_window: float = mastodon_net.RATE_WINDOW,
         lookback_every: timedelta = LOOKBACK_EVERY,
+        heartbeat: float = 60.0,
+        reconnect_wait: float = 5.0,
         **kwargs: Any,
     ):
         super().__init__(source, hashtags, **kwargs)
@@ -132,112 +69,65 @@ class MastodonCollector(Collector):
         self.page_size = max(1, min(page_size, PAGE_SIZE))
         self.first_run_pages = max(1, first_run_pages)
         self.max_cases = max_cases
-        self.rate_limit, self.rate_window = rate_limit, rate_window
         self.lookback_every = lookback_every
         self._looked_back: dict[str, datetime] = {}  # tag -> when its newest page was last read
-        self.requests = 0  # HTTP requests sent, for Page.requests and benchmarks
         self._counted = 0
-        self._sent: deque[datetime] = deque()
-        self._lock = threading.Lock()  # stream connections send from their own threads
-        self._headers: Any = {}
-        self._server_wait = 0.0
-        # The scheduler streams sources that have a stream_url (config `stream: true`).
+        # Stream connections send from their own threads: the limiter is thread-safe.
+        self.limiter = mastodon_net.RateLimiter(
+            limit=rate_limit, window=rate_window, clock=self.clock, sleep=self.sleep, name=self.key
+        )
         self.stream_url = f"{self.base_url}/api/v1/streaming/hashtag" if source.stream else None
+        self.heartbeat, self.reconnect_wait = heartbeat, reconnect_wait  # streaming, seconds
         self._gone: set[str] = set()
         self._seen: set[str] = set()
-        self.api = _Mastodon(
-            api_base_url=self.base_url,
+        self.api = mastodon_net.make_api(
+            self.base_url,
             access_token=source.access_token,
-            ratelimit_method="throw",
-            request_timeout=source.timeout.total_seconds(),
-            session=_Session(self._before_request, self._after_response),
+            timeout=source.timeout.total_seconds(),
+            session=self.limiter.session(),
             user_agent="doctoctoc-bot",
         )
 
     def close(self) -> None:
         self.api.session.close()
 
-    # --- rate limiting and request accounting --------------------------------------------
+    # --- request accounting ----------------------------------------------------------------
 
-    def _before_request(self) -> None:
-        with self._lock:
-            self._wait_for_budget()
-            self._sent.append(self.clock())
-            self.requests += 1
-            self._headers = {}
-
-    def _wait_for_budget(self) -> None:
-        if self._server_wait > 0:
-            wait, self._server_wait = min(self._server_wait, self.rate_window), 0.0
-            log.info("%s: server rate limit exhausted; waiting %.0fs", self.key, wait)
-            self.sleep(wait)
-        window = timedelta(seconds=self.rate_window)
-        while True:
-            now = self.clock()
-            while self._sent and self._sent[0] <= now - window:
-                self._sent.popleft()
-            if len(self._sent) < self.rate_limit:
-                break
-            wait = (self._sent[0] + window - now).total_seconds()
-            log.info(
-                "%s: %d requests in %.0fs; waiting %.1fs",
-                self.key,
-                len(self._sent),
-                self.rate_window,
-                wait,
-            )
-            self.sleep(max(wait, 0.01))
-
-    def _after_response(self, response: requests.Response) -> None:
-        self._headers = response.headers
-        if response.status_code != 429 and response.headers.get("X-RateLimit-Remaining") == "0":
-            self._server_wait = self._wait_hint(rate_limited=True) or 0.0
-
-    def _wait_hint(self, *, rate_limited: bool) -> float | None:
-        """Seconds the last answer asks us to wait (Retry-After; reset time only for 429s)."""
-        headers = self._headers
-        if not rate_limited:
-            headers = (
-                {"Retry-After": headers.get("Retry-After")} if headers.get("Retry-After") else {}
-            )
-        now = self.clock().timestamp()
-        if self._headers.get("Date"):
-            with contextlib.suppress(TypeError, ValueError):
-                now = parsedate_to_datetime(self._headers["Date"]).timestamp()
-        return retry_after_seconds(headers, now=now)
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent, for Page.requests and benchmarks."""
+        return self.limiter.requests
 
     def _take_requests(self) -> int:
         count, self._counted = self.requests - self._counted, self.requests
         return count
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
-        """Run one library call under the shared retry policy; 404s pass through unchanged."""
+        """Run one library call under the shared retry policy; 404s pass through unchanged.
+
+        A 429, a 5xx, a timeout or a network error is retried (Retry-After or X-RateLimit-Reset
+        honoured, measured against the server's Date).
+        """
 
         def attempt() -> T:
             try:
                 return fn()
-            except MastodonNotFoundError:
-                raise
-            except MastodonRatelimitError as exc:
-                raise Transient(
-                    f"{what}: rate limited", retry_after=self._wait_hint(rate_limited=True)
-                ) from exc
-            except MastodonNetworkError as exc:
-                raise Transient(f"{what}: network error or timeout: {exc}") from exc
-            except MastodonUnauthorizedError as exc:
-                raise CollectorError(f"{what}: access token refused (401)") from exc
-            except MastodonAPIError as exc:
-                status = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else None
-                if status == 429:
-                    raise Transient(
-                        f"{what}: rate limited", retry_after=self._wait_hint(rate_limited=True)
-                    ) from exc
-                if status is None or status >= 500:
-                    hint = self._wait_hint(rate_limited=False)
-                    raise Transient(
-                        f"{what}: server error {status or 'bad answer'}", retry_after=hint
-                    ) from exc
-                raise CollectorError(f"{what}: HTTP {status}: {exc}") from exc
+            except MastodonError as exc:
+                failure = mastodon_net.classify(exc)
+                if failure is None or failure.kind == NOT_FOUND:
+                    raise
+                if failure.kind == RATE_LIMITED:
+                    hint = self.limiter.wait_hint(rate_limited=True)
+                    raise Transient(f"{what}: rate limited", retry_after=hint) from exc
+                if failure.kind == UNREACHABLE:
+                    raise Transient(f"{what}: network error or timeout: {exc}") from exc
+                if failure.kind == AUTH:
+                    raise CollectorError(f"{what}: access token refused (401)") from exc
+                if failure.kind == UNAVAILABLE:
+                    hint = self.limiter.wait_hint(rate_limited=False)
+                    status = failure.status or "bad answer"
+                    raise Transient(f"{what}: server error {status}", retry_after=hint) from exc
+                raise CollectorError(f"{what}: HTTP {failure.status}: {exc}") from exc
 
         return self.retry.call(attempt, what)
 
@@ -283,6 +173,10 @@ class MastodonCollector(Collector):
         )
 
     def _tag_pages(self, tag: str, state: dict[str, str]) -> Iterator[Page]:
+        # `min_id=cursor` returns the statuses just newer than the cursor, `fetch_previous`
+        # (the Link header's rel="prev") walks on towards the present. Each page carries a
+        # cursor covering it and the earlier ones: an error part-way never skips a status.
+        # First run (no cursor): the newest page only (or `first_run_pages`, or `backfill`).
         key = fold_tag(tag)
         since = state.get(key)
         if since is not None:
@@ -316,7 +210,11 @@ class MastodonCollector(Collector):
         return bool(dates) and min(dates) > self.clock() - backfill
 
     def _lookback(self, tag: str, key: str, state: dict[str, str]) -> Page:
-        """The newest page again, keeping what sorts at or before the cursor (late statuses)."""
+        """The newest page again, keeping what sorts at or before the cursor (late statuses).
+
+        A status the instance fetched late (thread resolution, search) gets an id backdated to
+        its `created_at`, which may sort before the cursor, where `min_id` never looks.
+        """
         batch = self._timeline(tag)
         self._looked_back[key] = self.clock()
         cursor = state.get(key)
@@ -394,6 +292,8 @@ class MastodonCollector(Collector):
             return None
 
     def replies(self, cases: list[Post]) -> Iterator[Page]:
+        # For the `max_cases` most recent cases: the status itself (its edits; a 404 means
+        # deleted, reported by recheck) and its context (descendants reply to the case).
         self._take_requests()
         for case in self._followed(cases):
             self._seen.add(case.id)
@@ -413,23 +313,21 @@ class MastodonCollector(Collector):
             page.requests = self._take_requests()
             yield page
 
+    @property
+    def streams(self) -> bool:
+        return self.stream_url is not None
+
     def stream(
-        self,
-        on_page: Callable[[Page], None],
-        stop: threading.Event,
-        cursor: str | None = None,
-        *,
-        heartbeat: float = 60.0,
-        reconnect_wait: float = 5.0,
+        self, on_page: Callable[[Page], None], stop: threading.Event, cursor: str | None = None
     ) -> str | None:
-        """Optional near-real-time mode (`stream: true`): hashtag streams plus catch-up polling.
-
-        Runs until `stop` is set (see mastodon_stream); returns the last polled cursor.
-        """
-        from bot.collectors.mastodon_stream import stream_source
-
+        """Hashtag streams plus catch-up polling until `stop` is set; the last polled cursor."""
         return stream_source(
-            self, cursor, on_page, stop=stop, heartbeat=heartbeat, reconnect_wait=reconnect_wait
+            self,
+            cursor,
+            on_page,
+            stop=stop,
+            heartbeat=self.heartbeat,
+            reconnect_wait=self.reconnect_wait,
         )
 
     def recheck(self, posts: list[Post]) -> list[str]:

@@ -1,13 +1,7 @@
 """Streaming the hashtag timelines of a Mastodon source, with polling as the safety net.
 
-`stream_source` opens one `stream_hashtag` connection per hashtag (Mastodon.py, server-sent
-events), then catches up by polling from the cursor, so nothing that happened before the
-connection is missed. A connection that drops, or stays silent longer than `heartbeat`
-seconds (Mastodon sends a `:thump` comment about every 15 s, so silence means a dead
-link), is reopened after a backoff and followed by another catch-up poll from the last
-cursor. Streamed statuses and deletions are delivered as pages without a cursor: only
-polling moves the cursor, so a status missed while disconnected is found by the next
-catch-up (and a status seen twice is stored once).
+One `stream_hashtag` connection (server-sent events) per hashtag; a catch-up poll from the
+cursor after every (re)connection finds what happened while no stream was listening.
 """
 
 from __future__ import annotations
@@ -15,19 +9,33 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 from mastodon import StreamListener
 
 from bot.collectors.base import Page
+from bot.core.config_models import SourceConfig
 from bot.core.errors import CollectorError
-
-if TYPE_CHECKING:
-    from bot.collectors.mastodon import MastodonCollector
 
 log = logging.getLogger(__name__)
 MAX_RECONNECT_WAIT = 300.0
+
+
+class _Source(Protocol):
+    """What streaming needs of the Mastodon collector."""
+
+    api: Any  # the Mastodon.py client
+    hashtags: list[str]
+    sleep: Callable[[float], None]
+    source: SourceConfig
+
+    @property
+    def key(self) -> str: ...
+
+    def pages(self, cursor: str | None) -> Iterator[Page]: ...
+
+    def add_to_page(self, page: Page, item: Any, *, require_tag: bool) -> None: ...
 
 
 class _Listener(StreamListener):
@@ -71,9 +79,7 @@ class _Listener(StreamListener):
             self.response.close()
 
 
-def _open(
-    collector: MastodonCollector, tag: str, events: queue.Queue, heartbeat: float
-) -> _Listener:
+def _open(collector: _Source, tag: str, events: queue.Queue, heartbeat: float) -> _Listener:
     listener = _Listener(tag, events)
 
     def run() -> None:
@@ -91,7 +97,7 @@ def _open(
 
 
 def stream_source(
-    collector: MastodonCollector,
+    collector: _Source,
     cursor: str | None,
     on_page: Callable[[Page], None],
     *,
@@ -99,7 +105,14 @@ def stream_source(
     heartbeat: float = 60.0,
     reconnect_wait: float = 5.0,
 ) -> str | None:
-    """Stream until `stop` is set; returns the last polled cursor. See the module docstring."""
+    """Stream until `stop` is set; returns the last polled cursor.
+
+    A connection that drops, or stays silent longer than `heartbeat` seconds (Mastodon sends a
+    `:thump` about every 15 s, so silence means a dead link), is reopened after a backoff and
+    followed by a catch-up poll. Streamed statuses and deletions come as pages without a
+    cursor: only polling moves it, so a status seen twice is stored once and one missed while
+    disconnected is found by the next catch-up.
+    """
     events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
     listeners: dict[str, _Listener] = {}
     pending = [tag.lstrip("#") for tag in collector.hashtags]
@@ -135,13 +148,18 @@ def stream_source(
                     )
                     pending.append(tag)
                 continue
-            page = Page(requests=0)
-            if kind == "delete":
-                page.deleted.append(payload)
-            else:
-                collector.add_to_page(page, payload, require_tag=True)
-            on_page(page)
+            on_page(_event_page(collector, kind, payload))
     finally:
         for listener in listeners.values():
             listener.close()
     return cursor
+
+
+def _event_page(collector: _Source, kind: str, payload: Any) -> Page:
+    """A streamed status or deletion as a page without a cursor (only polling moves it)."""
+    page = Page(requests=0)
+    if kind == "delete":
+        page.deleted.append(payload)
+    else:
+        collector.add_to_page(page, payload, require_tag=True)
+    return page

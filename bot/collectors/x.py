@@ -1,59 +1,25 @@
-"""X (Twitter) collector: API v2 recent search through tweepy's `Client` (app bearer token).
+"""X (Twitter) collector: API v2 recent search, reply search and deletion lookups.
 
-Cursor. X returns the newest tweets first and pages towards older ones, so the cursor (the
-newest tweet id seen, used as `since_id`) can only move once *every* page of a run is
-stored: pages are yielded with `cursor=None` and a last empty `Page(cursor=newest_id,
-requests=0)` closes the run. A crash mid-run re-reads (duplicates are merged by key), it
-never skips. A cursor older than the 7-day search window (X answers 400 to such a
-`since_id`) is dropped and the whole window is read again.
-
-Rate limits. tweepy's `wait_on_rate_limit` retries at once when `x-rate-limit-reset` is
-missing (a hot loop), so it is off: a 429 becomes `Transient(retry_after=...)` computed from
-that header, a 5xx, connection error, timeout or non-JSON body a plain `Transient`, and the
-shared `RetryPolicy` sleeps (honouring the reset, else exponential backoff) and gives up
-after `source.retries`. `source.timeout` applies to every HTTP request of the session.
-
-Monthly read budget (`source.monthly_read_budget`). X bills every tweet returned. Before
-each request the collector checks the reads used this month: the larger of the stored
-count (`reads_used`, a callable the pipeline wires to `cursors.reads_this_month`) and the
-count at the start of this run plus every tweet this collector read since. It then asks
-for no more tweets than are left (`max_results`), and raises
-`CollectorError("monthly read budget of N reached: X stops until next month")` when fewer
-are left than the smallest request. Pages are `Page`s whose `reads` is every tweet the
-request returned (matching or not); the pipeline should store that count, since
-`len(page.posts)` misses non-matching and malformed tweets and the recheck lookups.
-Without `reads_used`, only this collector's own reads (since the month began) count.
-
-Edits. An edit is a new tweet id whose `edit_history_tweet_ids` starts with the original
-id: the post is keyed by that first id, so the edit updates the stored post.
-
-Replies: `conversation_id:` searches (several conversations OR-ed in one query, at most
-`reply_calls` requests a cycle, each counted against the budget). Deletions: `get_tweets`
-in batches of 100; ids absent from the answer or reported `resource-not-found` (or no
-longer visible: protected, suspended) are deleted.
+The cursor is the newest tweet id stored (`since_id`); pages of a run carry no cursor and a
+last empty page moves it, once every page is stored (X pages from the newest to older ones).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import requests
 import tweepy
 
-from bot.collectors.base import (
-    Collector,
-    Page,
-    Transient,
-    matching_tags,
-    retry_after_seconds,
-    tags_in_text,
-)
+from bot.collectors.base import Collector, Page, Transient, matching_tags, tags_in_text
 from bot.core.config_models import SourceConfig
 from bot.core.errors import CollectorError, SourceDisabled
 from bot.core.post import Author, Media, Post, parse_time
+from bot.networks import x as x_net
+from bot.networks.failure import AUTH, BAD_ANSWER, RATE_LIMITED, UNAVAILABLE, Failure
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +39,6 @@ MIN_SEARCH_RESULTS = 10
 QUERY_LIMIT = 512  # characters in a search query (Basic/Pro access)
 REPLY_CALLS = 10
 SEARCH_WINDOW = timedelta(days=7)
-TWITTER_EPOCH_MS = 1288834974657
 GONE = (
     "https://api.twitter.com/2/problems/resource-not-found",
     "https://api.twitter.com/2/problems/not-authorized-for-resource",
@@ -101,10 +66,11 @@ class XCollector(Collector):
         super().__init__(source, hashtags, **kwargs)
         if not source.bearer_token:
             raise SourceDisabled(f"X source {source.key} needs 'bearer_token'")
-        self.client = tweepy.Client(source.bearer_token, return_type=dict, wait_on_rate_limit=False)
-        self.client.session.close()
-        self.client.session = _with_timeout(
-            session or requests.Session(), source.timeout.total_seconds()
+        self.client = x_net.make_client(
+            bearer_token=source.bearer_token,
+            return_type=dict,
+            session=session,
+            timeout=source.timeout.total_seconds(),  # every HTTP request of the session
         )
         self.query = "(" + " OR ".join(f"#{t}" for t in self.hashtags) + ") -is:retweet"
         self.page_size = max(MIN_SEARCH_RESULTS, min(MAX_RESULTS, page_size))
@@ -129,6 +95,8 @@ class XCollector(Collector):
         if newest is None and self.source.backfill:  # first run: only as far back as asked
             start = self.clock() - min(self.source.backfill, SEARCH_WINDOW - timedelta(minutes=1))
             window["start_time"] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        # The cursor moves only in the last page, once every page is stored: a crash mid-run
+        # re-reads (duplicates are merged by key), it never skips.
         for response in tweepy.Paginator(search, self.query, since_id=since, **window, **FIELDS):
             page = self._page(response, self._matches)
             newest = max(newest or 0, _newest(response)) or None
@@ -140,6 +108,8 @@ class XCollector(Collector):
         return bool(matching_tags(post.hashtags, post.text, self.hashtags))
 
     def replies(self, cases: list[Post]) -> Iterator[Page]:
+        # `conversation_id:` searches, several conversations OR-ed in one query, at most
+        # `reply_calls` requests a cycle, each counted against the read budget.
         recent = sorted(cases, key=lambda p: p.created_at, reverse=True)
         roots = list(dict.fromkeys(r for r in (p.key or p.id for p in recent) if r.isdigit()))
         calls = self.reply_calls
@@ -161,6 +131,8 @@ class XCollector(Collector):
                     self._reply_since[root] = max(newest, self._reply_since.get(root, 0))
 
     def recheck(self, posts: list[Post]) -> list[str]:
+        # `get_tweets` in batches of 100: ids absent from the answer or reported gone
+        # (resource-not-found, or no longer visible: protected, suspended) were deleted.
         ids = list(dict.fromkeys(p.id for p in posts if p.id.isdigit()))
         gone: list[str] = []
         start = 0
@@ -204,31 +176,43 @@ class XCollector(Collector):
         return search_recent_tweets
 
     def _call(self, what: str, request: Callable[[], Any]) -> dict[str, Any]:
+        # Retries go through the shared RetryPolicy: it honours a 429's reset time, else backs
+        # off exponentially, and gives up after `source.retries`.
         def attempt() -> dict[str, Any]:
             self._attempts += 1
             try:
                 response = request()
-            except tweepy.TooManyRequests as exc:
-                wait = retry_after_seconds(exc.response.headers, now=self.clock().timestamp())
-                raise Transient("X rate limit reached (429)", retry_after=wait) from exc
-            except tweepy.TwitterServerError as exc:
-                raise Transient(f"X server error: {exc}") from exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise Transient(f"X unreachable: {exc}") from exc
-            except requests.JSONDecodeError as exc:
-                raise Transient("X answered with something that is not JSON") from exc
-            except (tweepy.Unauthorized, tweepy.Forbidden) as exc:
-                raise CollectorError(f"X refused the bearer token of {self.key}: {exc}") from exc
-            except tweepy.HTTPException as exc:
-                raise CollectorError(f"X {what} request failed: {exc}") from exc
+            except (tweepy.TweepyException, requests.RequestException) as exc:
+                failure = x_net.classify(exc, now=self.clock().timestamp())
+                if failure is None:
+                    raise
+                raise self._error(failure, what, exc) from exc
             if not isinstance(response, dict):
                 raise Transient("X answered with JSON that is not an object")
             return response
 
         return self.retry.call(attempt, what=f"X {what}")
 
+    def _error(self, failure: Failure, what: str, exc: Exception) -> CollectorError:
+        if failure.kind == RATE_LIMITED:
+            return Transient("X rate limit reached (429)", retry_after=failure.retry_after)
+        if failure.kind == UNAVAILABLE:
+            return Transient(f"X server error: {exc}")
+        if failure.kind == BAD_ANSWER:
+            return Transient("X answered with something that is not JSON")
+        if failure.transient:
+            return Transient(f"X unreachable: {exc}")
+        if failure.kind == AUTH:
+            return CollectorError(f"X refused the bearer token of {self.key}: {exc}")
+        return CollectorError(f"X {what} request failed: {exc}")
+
     def _reserve(self, wanted: int, minimum: int) -> int:
-        """How many tweets the next request may return without exceeding the monthly budget."""
+        """How many tweets the next request may return without exceeding the monthly budget.
+
+        X bills every tweet returned (matching or not, lookups included): `Page.reads` counts
+        them for the pipeline to store. The reads used are the larger of the stored count
+        (`reads_used`) and this run's baseline plus what this collector read since.
+        """
         budget = self.source.monthly_read_budget
         if budget is None:
             return wanted
@@ -252,8 +236,9 @@ class XCollector(Collector):
     def _since(self, tweet_id: int | None) -> str | None:
         if not tweet_id:
             return None
-        when = snowflake_time(tweet_id)
+        when = x_net.snowflake_time(tweet_id)
         if when is not None and when < self.clock() - SEARCH_WINDOW + timedelta(minutes=5):
+            # X answers 400 to a since_id older than its 7-day search window: read it all again.
             log.warning(
                 "X: cursor %s is older than the 7-day search window; reading it all", tweet_id
             )
@@ -296,76 +281,44 @@ class XCollector(Collector):
         except ValueError as exc:
             raise _Malformed(f"tweet {tid}: bad created_at {item.get('created_at')!r}") from exc
         author_id = _text_id(item.get("author_id"), f"tweet {tid}: author_id")
+        # An edit is a new tweet id whose edit history starts with the original id: keyed by
+        # that first id, the edit updates the stored post.
         history = item.get("edit_history_tweet_ids") or [tid]
         if not isinstance(history, list) or not history:
             raise _Malformed(f"tweet {tid}: bad edit_history_tweet_ids")
         key = _text_id(history[0], f"tweet {tid}: edit_history_tweet_ids")
         edited_at = created if key != tid else None
         if edited_at is not None:
-            created = snowflake_time(int(key)) or created
+            created = x_net.snowflake_time(int(key)) or created
         user = users.get(author_id, {})
         username = user.get("username") if isinstance(user.get("username"), str) else ""
-        entities = item.get("entities")
-        tags = entities.get("hashtags") if isinstance(entities, dict) else None
-        structured = [
-            t["tag"] for t in tags or [] if isinstance(t, dict) and isinstance(t.get("tag"), str)
-        ]
         attachments = item.get("attachments")
         keys = attachments.get("media_keys") if isinstance(attachments, dict) else None
-        refs = item.get("referenced_tweets")
-        reply_to = next(
-            (
-                str(r["id"])
-                for r in refs or []
-                if isinstance(r, dict) and r.get("type") == "replied_to" and r.get("id")
-            ),
-            None,
-        )
         conversation = item.get("conversation_id")
-        root = (
-            conversation
-            if isinstance(conversation, str) and conversation not in (tid, key)
-            else None
-        )
         lang = item.get("lang")
-        url = f"https://x.com/{username or 'i/web'}/status/{tid}"
         return Post(
             network="x",
             id=tid,
             key=key,
-            url=url,
+            url=f"https://x.com/{username or 'i/web'}/status/{tid}",
             author=Author(id=author_id, handle=username, name=str(user.get("name") or "")),
             text=text,
             lang=lang if isinstance(lang, str) and lang != "und" else None,
             created_at=created,
             edited_at=edited_at,
-            hashtags=structured or tags_in_text(text),
+            hashtags=_hashtags(item.get("entities")) or tags_in_text(text),
             media=[m for k in keys or [] if (m := _media(media.get(k))) is not None],
-            reply_to=reply_to,
-            thread_root=root,
+            reply_to=_replied_to(item.get("referenced_tweets")),
+            thread_root=(
+                conversation
+                if isinstance(conversation, str) and conversation not in (tid, key)
+                else None
+            ),
             raw=item,
         )
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _with_timeout(session: requests.Session, seconds: float) -> requests.Session:
-    """tweepy's Client takes no timeout: give every request of its session one."""
-    send = session.request
-
-    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", seconds)
-        return send(method, url, **kwargs)
-
-    session.request = request  # type: ignore[method-assign]
-    return session
-
-
-def snowflake_time(tweet_id: int) -> datetime | None:
-    """When a tweet id (a snowflake) was made; None for ids from before snowflakes."""
-    ms = (tweet_id >> 22) + TWITTER_EPOCH_MS
-    return datetime.fromtimestamp(ms / 1000, UTC) if tweet_id >= 1 << 32 else None
 
 
 def _as_id(value: str | None) -> int | None:
@@ -413,6 +366,18 @@ def _media(item: dict | None) -> Media | None:
         return None
     alt = item.get("alt_text")
     return Media(url=url, alt=alt if isinstance(alt, str) else "")
+
+
+def _hashtags(entities: Any) -> list[str]:
+    tags = entities.get("hashtags") if isinstance(entities, dict) else None
+    return [t["tag"] for t in tags or [] if isinstance(t, dict) and isinstance(t.get("tag"), str)]
+
+
+def _replied_to(refs: Any) -> str | None:
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, dict) and ref.get("type") == "replied_to" and ref.get("id"):
+            return str(ref["id"])
+    return None
 
 
 def _is_reply(post: Post, roots: list[str]) -> bool:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+from atproto_client.exceptions import RequestErrorBase
+
 from bot.core.config_models import BlueskyChannelConfig, SubscriberConfig
 from bot.core.errors import SourceDisabled
+from bot.networks import bluesky as bluesky_net
 from digests.channels.base import Channel, SendResult
 from digests.render import Digest, render_dm
 
@@ -26,16 +30,12 @@ class BlueskyChannel(Channel):
 
     def _connect(self) -> tuple[Any, Any]:
         if self._client is None:
-            from atproto import Client
-
-            self._client = Client(base_url=self.config.url)
+            self._client = bluesky_net.make_client(self.config.url)
         # Log in once per channel (atproto refreshes the session itself). `me` is no sign of a
         # session: it stays None when the profile is not fetched, and logging in on every send
         # would run into createSession's rate limit.
         if not self._logged_in and self.config.handle and self.config.app_password:
-            self._client.login(
-                self.config.handle, self.config.app_password, fetch_bsky_profile=False
-            )
+            bluesky_net.login(self._client, self.config.handle, self.config.app_password)
         self._logged_in = True
         if self._chat is None:
             self._chat = self._client.with_bsky_chat_proxy()
@@ -50,9 +50,6 @@ class BlueskyChannel(Channel):
         return self._dids[handle]
 
     def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:
-        import httpx
-        from atproto_client.exceptions import RequestErrorBase
-
         if not subscriber.bluesky:
             return SendResult.failure("subscriber has no Bluesky handle", retryable=False)
         text = render_dm(digest, self.max_length)
@@ -66,12 +63,11 @@ class BlueskyChannel(Channel):
         except httpx.HTTPError as exc:  # transport errors atproto does not wrap
             return SendResult.failure(f"Bluesky unreachable: {_describe(exc)}")
         except RequestErrorBase as exc:
-            # atproto raises BadRequestError (400) and UnauthorizedError (401, 403) outside
-            # RequestException, and NetworkError for transport errors and 409/413/502.
-            code = getattr(getattr(exc, "response", None), "status_code", None)
-            if code is None:
+            code = bluesky_net.status_code(exc)
+            failure = bluesky_net.classify(exc)
+            if code is None or failure is None:  # transport error, no answer
                 return SendResult.failure(f"Bluesky unreachable: {_describe(exc)}")
-            retryable = code >= 500 or code in (408, 409, 429)
+            retryable = failure.transient  # by the HTTP status, whatever atproto's class
             verb = "unavailable" if retryable else "refused the DM"
             return SendResult.failure(
                 f"Bluesky {verb} ({code}): {_describe(exc)}", retryable=retryable

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from mastodon import MastodonAPIError, MastodonNetworkError, MastodonRatelimitError
+
 from bot.core.config_models import MastodonChannelConfig, SubscriberConfig
 from bot.core.errors import SourceDisabled
+from bot.networks import mastodon as mastodon_net
 from digests.channels.base import Channel, SendResult
 from digests.render import Digest, render_dm
 
@@ -28,19 +31,12 @@ class MastodonChannel(Channel):
     @property
     def api(self) -> Any:
         if self._api is None:
-            from mastodon import Mastodon
-
-            self._api = Mastodon(
-                access_token=self.config.access_token,
-                api_base_url=self.config.url,
-                request_timeout=self.timeout,
-                ratelimit_method="throw",
+            self._api = mastodon_net.make_api(
+                self.config.url, access_token=self.config.access_token, timeout=self.timeout
             )
         return self._api
 
     def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:
-        from mastodon import MastodonAPIError, MastodonNetworkError, MastodonRatelimitError
-
         account = (subscriber.mastodon or "").strip()
         if not account:
             return SendResult.failure("subscriber has no Mastodon account", retryable=False)
@@ -58,9 +54,10 @@ class MastodonChannel(Channel):
         except (MastodonRatelimitError, MastodonNetworkError) as exc:
             return SendResult.failure(f"Mastodon unavailable: {exc}")
         except MastodonAPIError as exc:
-            code = _status_code(exc)
-            retryable = code is None or code >= 500 or code == 429
+            failure = mastodon_net.classify(exc)
+            retryable = failure is None or failure.transient
             verb = "unavailable" if retryable else "refused the DM"
+            code = mastodon_net.status_code(exc)
             return SendResult.failure(f"Mastodon {verb} ({code}): {exc}", retryable=retryable)
         return SendResult.success(str(_get(status, "url") or _get(status, "id")))
 
@@ -73,10 +70,3 @@ def _idempotency_key(digest: Digest) -> str | None:
 
 def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
-
-
-def _status_code(exc: Exception) -> int | None:
-    for arg in getattr(exc, "args", ()):
-        if isinstance(arg, int):
-            return arg
-    return None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
+import tweepy
+
 from bot.core.config_models import SubscriberConfig, XChannelConfig
 from bot.core.errors import SourceDisabled
+from bot.networks import x as x_net
 from digests.channels.base import Channel, SendResult
 from digests.render import Digest, render_dm
 
@@ -38,21 +42,19 @@ class XChannel(Channel):
 
     @property
     def client(self) -> Any:
+        # A stalled X API must not block delivery forever: every request gets the timeout.
         if self._client is None:
-            import tweepy
-
             c = self.config
-            self._client = tweepy.Client(
+            self._client = x_net.make_client(
                 consumer_key=c.consumer_key,
                 consumer_secret=c.consumer_secret,
                 access_token=c.access_token,
                 access_token_secret=c.access_token_secret,
-                wait_on_rate_limit=False,
+                timeout=self.timeout,
             )
-        if not self._timed:
-            # tweepy passes no timeout to requests: a stalled X API would block delivery forever.
-            _with_timeout(self._client.session, self.timeout)
-            self._timed = True
+        elif not self._timed:  # a client given to the constructor
+            x_net.with_timeout(self._client.session, self.timeout)
+        self._timed = True
         return self._client
 
     def _user_id(self, username: str) -> str:
@@ -67,9 +69,6 @@ class XChannel(Channel):
         return self._ids[username]
 
     def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:
-        import requests
-        import tweepy
-
         if not subscriber.x:
             return SendResult.failure("subscriber has no X account", retryable=False)
         text = render_dm(digest, self.max_length)
@@ -80,26 +79,12 @@ class XChannel(Channel):
             )
         except UnknownUser as exc:  # not LookupError: a KeyError is no unknown user
             return SendResult.failure(str(exc), retryable=False)
-        except (
-            tweepy.TooManyRequests,
-            tweepy.TwitterServerError,
-            requests.RequestException,
-        ) as exc:
-            return SendResult.failure(f"X unavailable: {exc}")
-        except tweepy.HTTPException as exc:
+        except (tweepy.HTTPException, requests.RequestException) as exc:
+            failure = x_net.classify(exc)
+            if failure is not None and failure.transient:
+                return SendResult.failure(f"X unavailable: {exc}")
             return SendResult.failure(f"X refused the DM: {exc}", retryable=False)
         data = getattr(response, "data", None) or {}
         return SendResult.success(
             str(data.get("dm_event_id", "")) if isinstance(data, dict) else None
         )
-
-
-def _with_timeout(session: Any, seconds: float) -> None:
-    """Give every request of a requests Session a default timeout."""
-    request = session.request
-
-    def with_timeout(method: str, url: str, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", seconds)
-        return request(method, url, **kwargs)
-
-    session.request = with_timeout

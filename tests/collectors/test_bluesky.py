@@ -256,3 +256,22 @@ def test_backfill_stops_the_first_search_at_its_age(db, api, clock):
     first = run_source(db, collector(api, clock, backfill="2h"), now=NOW, follow=False)
     assert first.error is None and set(rows(db)) == set(recent)
     assert not set(old) & set(rows(db))
+
+
+# Collector and DM channel read statuses alike (bot/networks/bluesky.py), whatever exception
+# class atproto picks: 408, 429 and 5xx are retried; any other 4xx fails at once.
+@pytest.mark.parametrize(
+    ("status", "retried"),
+    [(408, True), (429, True), (500, True), (502, True), (503, True),
+     (400, False), (404, False), (409, False), (413, False), (425, False)],
+)  # fmt: skip
+def test_which_statuses_are_retried(db, api, clock, status, retried):
+    uri = add(api, 1)
+    api.fail(SEARCH, status, body={"error": "SomeError", "message": f"status {status}"})
+    run = run_source(db, collector(api, clock), now=NOW, follow=False)
+    if retried:
+        assert run.error is None and set(rows(db)) == {uri}
+        assert len(clock.slept) == 1 and api.requests[SEARCH] == 2
+    else:
+        assert run.error and str(status) in run.error and "attempts" not in run.error
+        assert clock.slept == [] and api.requests[SEARCH] == 1 and rows(db) == {}

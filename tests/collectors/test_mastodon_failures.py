@@ -196,8 +196,8 @@ def test_server_remaining_zero_waits_for_its_reset(db, server, clock):
 
 def test_stream_then_reconnect_and_catch_up_after_a_silent_stream(db, server, clock):
     before = server.add_status("Avant #DocTocToc", created_at=clock() - timedelta(minutes=30))
-    coll = collector(server, clock, stream=True)
-    assert coll.stream_url == f"{server.url}/api/v1/streaming/hashtag"
+    coll = collector(server, clock, stream=True, heartbeat=0.3, reconnect_wait=1.0)
+    assert coll.streams and coll.stream_url == f"{server.url}/api/v1/streaming/hashtag"
     stop, done = threading.Event(), {}
     record = SourceRun(source=coll.key)
 
@@ -205,13 +205,7 @@ def test_stream_then_reconnect_and_catch_up_after_a_silent_stream(db, server, cl
         return any(r.native_id == sid and r.deleted == deleted for r in rows(db))
 
     def streaming() -> None:
-        done["cursor"] = coll.stream(
-            lambda page: save_page(db, coll.key, page, record),
-            stop,
-            None,
-            heartbeat=0.3,
-            reconnect_wait=1.0,
-        )
+        done["cursor"] = coll.stream(lambda page: save_page(db, coll.key, page, record), stop, None)
 
     thread = threading.Thread(target=streaming, daemon=True)
     thread.start()

@@ -311,6 +311,23 @@ def test_unknown_recipients_fail_for_good(bluesky, x):
     assert x.dm.sent == [] and bluesky.chat.messages == []
 
 
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(408, True), (429, True), (500, True), (502, True), (503, True),
+     (400, False), (409, False), (413, False), (425, False)],
+)  # fmt: skip
+def test_bluesky_dm_is_retried_for_the_same_statuses_as_the_collector(bluesky, status, retryable):
+    """bot/networks/bluesky.py decides for both: 408, 429 and 5xx later, other 4xx never."""
+    derm = bluesky.chat.add_account(DERM_BLUESKY)
+    send = "chat.bsky.convo.sendMessage"
+    bluesky.fail(send, status, body={"error": "SomeError", "message": f"status {status}"})
+    result = bluesky_channel(bluesky).send(digest([item(1)]), subscriber(bluesky=DERM_BLUESKY))
+    assert not result.ok and result.retryable is retryable, result
+    verb = "unavailable" if retryable else "refused the DM"
+    assert result.error and result.error.startswith(f"Bluesky {verb} ({status})")
+    assert bluesky.chat.messages_to(derm) == []
+
+
 def test_subscriber_without_an_account_on_the_network_fails_for_good(mastodon, bluesky, x):
     for channel in (mastodon_channel(mastodon), bluesky_channel(bluesky), x_channel(x)):
         result = channel.send(digest([item(1)]), subscriber(email="derm@example.org"))
