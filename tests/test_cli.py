@@ -208,6 +208,27 @@ def test_python_m_bot_cli_with_debug_shows_the_traceback(tmp_path):
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
 
+def test_the_doctoctoc_console_script_is_bot_cli_main():
+    import tomllib
+    from importlib import import_module
+
+    from bot.cli import main
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    module, _, name = scripts["scripts"]["doctoctoc"].partition(":")
+    assert getattr(import_module(module), name) is main
+
+
+def test_ctrl_c_during_a_command_says_aborted_without_a_traceback(tmp_path, monkeypatch):
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bot.pipeline.Pipeline.collect", interrupted)
+    result = doctoctoc("collect", "--config", str(CONFIG), cwd=tmp_path)
+    # click turns Ctrl-C into Abort: "Aborted." and exit code 1
+    assert result.returncode == 1 and result.stderr.strip() == "Aborted."
+
+
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     """Every command path under `group`, groups included, walked from the click group."""
     out = [path]
