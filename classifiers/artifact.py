@@ -134,10 +134,3 @@ def load_state(path: str | Path | None = None) -> ModelState:
         ) from exc
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as exc:
         raise ClassifierError(f"classifier model {path} is corrupt or incompatible: {exc}") from exc
-
-
-def read_metadata(path: str | Path | None = None) -> dict[str, Any]:
-    meta = metadata_path(path or DEFAULT_MODEL)
-    if not meta.is_file():
-        return {}
-    return json.loads(meta.read_text(encoding="utf-8"))

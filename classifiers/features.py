@@ -27,7 +27,7 @@ import numpy as np
 
 from classifiers.cues import Cue, CueExtractor, CueSummary
 from classifiers.lexicons import Lexicons, compile_lexicons
-from classifiers.text import is_number, prepare
+from classifiers.text import Prepared, is_number, prepare
 
 _YEAR_UNITS = {"ans", "an", "yo", "yr", "yrs", "year", "years", "ya", "aa"}
 _MONTH_UNITS = {"mois", "month", "months", "mo"}
@@ -142,7 +142,25 @@ class Featurizer:
         lex = self.lexicons
         prep = prepare(text, lex.cased_abbrev, lex.folded_abbrev, self._emoji, lex.abbrev_keys)
         feats = DocFeatures()
-        bag = feats.text
+        self._add_text_keys(prep, feats.text)
+        know = feats.know
+        matches = lex.matcher.find_spans(prep.tokens)
+        drug_at, spans = self._count_findings(prep.tokens, matches, know)
+        _count_specific_terms(spans, know)
+        self._count_added_words(prep, know)
+        labels = {k for k in know if k[0] == "G"}
+        cues = self.cue_extractor.extract(prep, self._with_expanded_companions(prep, matches))
+        feats.cues = cues
+        feats.cue_counts = CueSummary(cues).counts()
+        for key, value in feats.cue_counts.items():
+            know[key] = know.get(key, 0.0) + value
+        self._add_patient_and_drugs(know, labels, prep.tokens, drug_at)
+        _add_shape(know, text, prep)
+        return feats
+
+    def _add_text_keys(self, prep: Prepared, bag: list[str]) -> None:
+        """Words (numbers as shapes), optional bigrams and word-edge n-grams, for the post's
+        tokens and each expansion of its abbreviations; then the words standing for emoji."""
         stems, bigrams = self.stems, self.bigrams
         seqs = [prep.tokens, *prep.expansions] if prep.expansions else [prep.tokens]
         for seq in seqs:
@@ -160,13 +178,19 @@ class Featurizer:
                             affixes[t] = found
                     if found:
                         bag.extend(found)
-        know = feats.know
+        if prep.extra:
+            bag.extend(prep.extra)
+
+    @staticmethod
+    def _count_findings(
+        tokens: list[str], matches: list[tuple[str, int, int]], know: dict[str, float]
+    ) -> tuple[set[int], dict[tuple[int, int], list[str]]]:
+        """Count the lexicon hits (`L:`, `D:`, `G:`, `R:`) that are neither negated nor inside
+        an everyday phrase. Returns where named drugs start, and the specialty terms found
+        by position."""
         kget = know.get
-        matcher = lex.matcher
-        matches = matcher.find_spans(prep.tokens)
         negated_at = {j for label, _, j in matches if label == "C:neg"}
         ignored = [(i, j) for label, i, j in matches if label == "I:ignore"]
-        tokens = prep.tokens
         drug_at: set[int] = set()  # positions where a named drug starts
         spans: dict[tuple[int, int], list[str]] = {}  # specialty terms found, by position
         for label, i, end in matches:
@@ -182,38 +206,42 @@ class Featurizer:
                     drug_at.add(i)
                     if i and tokens[i - 1] in _UNDER:  # "sous amiodarone", "on lithium"
                         know["X:under_drug"] = 1.0
-        for (i, end), ids in spans.items():
-            if len(ids) == 1:  # a term that belongs to one specialty only: O:<id>
-                key = "O:" + ids[0]
-                know[key] = kget(key, 0.0) + 1.0
-            if end - i > 1:  # a multi-word term ("neuropathie diabétique"): P:<id>, more specific
-                for spec in ids:
-                    key = "P:" + spec
-                    know[key] = kget(key, 0.0) + 1.0
+        return drug_at, spans
+
+    def _count_added_words(self, prep: Prepared, know: dict[str, float]) -> None:
+        """Lexicon hits in the expanded abbreviations and in the words standing for emoji."""
+        matcher = self.lexicons.matcher
+        kget = know.get
         for seq in prep.expansions:  # an expansion counts once per label ("alcool alcohol")
             for label in dict.fromkeys(matcher.labels(seq)):
                 if label[0] in "LDG":
                     know[label] = kget(label, 0.0) + 1.0
         if prep.extra:
-            bag.extend(prep.extra)
             for label in matcher.labels(prep.extra):
                 if label[0] in "LDGR":
                     know[label] = kget(label, 0.0) + 1.0
-        labels = {k for k in know if k[0] == "G"}
+
+    def _with_expanded_companions(
+        self, prep: Prepared, matches: list[tuple[str, int, int]]
+    ) -> list[tuple[str, int, int]]:
+        """The matches the cue rules see: a red flag's companion word may come from an
+        expanded abbreviation ("8 SA")."""
         if prep.expansions and any(label[0] == "Q" for label, _, _ in matches):
-            # a red flag's companion word may come from an expanded abbreviation ("8 SA")
+            matcher = self.lexicons.matcher
             matches = matches + [
                 (label, 0, 0)
                 for seq in prep.expansions
                 for label in matcher.labels(seq)
                 if label[0] == "N"
             ]
-        cues = self.cue_extractor.extract(prep, matches)
-        feats.cues = cues
-        feats.cue_counts = CueSummary(cues).counts()
-        for key, value in feats.cue_counts.items():
-            know[key] = kget(key, 0.0) + value
-        band = age_band(age_years(prep.tokens))
+        return matches
+
+    def _add_patient_and_drugs(
+        self, know: dict[str, float], labels: set[str], tokens: list[str], drug_at: set[int]
+    ) -> None:
+        """The patient's age band, several drugs named, the joint features, a why-question
+        about a drug."""
+        band = age_band(age_years(tokens))
         if band:
             know[f"A:{band}"] = 1.0
             labels.add(f"A:{band}")
@@ -228,20 +256,6 @@ class Featurizer:
             and ("G:drug_mention" in labels or any(k[0] == "D" for k in know))
         ):
             know["X:why&drug"] = 1.0
-        n_q = text.count("?") + text.count("❓")
-        if n_q:
-            know["S:q"] = 1.0
-            know["S:qn"] = float(min(n_q, 4))
-        if prep.starts_with_mention:
-            know["S:reply"] = 1.0
-        if prep.n_mentions:
-            know["S:mention"] = float(prep.n_mentions)
-        if prep.n_urls:
-            know["S:url"] = 1.0
-        if prep.n_hashtags:
-            know["S:tags"] = float(prep.n_hashtags)
-        know[f"S:len{min(len(prep.tokens) // 10, 5)}"] = 1.0
-        return feats
 
     @staticmethod
     def _joint(know: dict[str, float], labels: set[str]) -> None:
@@ -269,6 +283,36 @@ class Featurizer:
                 know["X:young&drug"] = 1.0
         if labels & {"A:senior", "A:old", "G:elderly"}:
             know["X:old"] = 1.0
+
+
+def _count_specific_terms(spans: dict[tuple[int, int], list[str]], know: dict[str, float]) -> None:
+    """Specialty terms counted again: `O:<id>` for a term of one specialty only, `P:<id>` for
+    a multi-word term ("neuropathie diabétique", more specific)."""
+    for (i, end), ids in spans.items():
+        if len(ids) == 1:
+            key = "O:" + ids[0]
+            know[key] = know.get(key, 0.0) + 1.0
+        if end - i > 1:
+            for spec in ids:
+                key = "P:" + spec
+                know[key] = know.get(key, 0.0) + 1.0
+
+
+def _add_shape(know: dict[str, float], text: str, prep: Prepared) -> None:
+    """The post's shape: question marks, a reply, mentions, links, hashtags, length."""
+    n_q = text.count("?") + text.count("❓")
+    if n_q:
+        know["S:q"] = 1.0
+        know["S:qn"] = float(min(n_q, 4))
+    if prep.starts_with_mention:
+        know["S:reply"] = 1.0
+    if prep.n_mentions:
+        know["S:mention"] = float(prep.n_mentions)
+    if prep.n_urls:
+        know["S:url"] = 1.0
+    if prep.n_hashtags:
+        know["S:tags"] = float(prep.n_hashtags)
+    know[f"S:len{min(len(prep.tokens) // 10, 5)}"] = 1.0
 
 
 def tfidf_rows(

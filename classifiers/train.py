@@ -198,18 +198,40 @@ def _validate_urgency(
     the same out-of-fold decision values the temperature calibration is fitted on), turned
     into probabilities with the final head's temperature, then the cue rules apply.
     """
+    urg = [e for e in train if e.is_request and e.urgency]
+    classes = sorted({e.urgency for e in urg})
+    proba = _softmax(beta * _out_of_fold_decisions(urg, classes, vec, s, extra))
+    counts = [d.cue_counts for d in vec.analyze([e.text for e in urg])]
+    adjusted = adjust_urgency(proba, counts, s.rules)
+    iu = classes.index("urgent")
+    gold = np.asarray([e.urgency == "urgent" for e in urg])
+    target = min(0.999, s.urgent_recall_target + s.recall_margin)
+    threshold = tune_urgent_threshold(adjusted[:, iu], gold, target)
+    without_rules = tune_urgent_threshold(proba[:, iu], gold, target)
+    return {
+        "method": f"{s.cv}-fold cross-validation on the training split ({len(urg)} requests)",
+        "recall_target": target,
+        "tuned": _at_threshold(adjusted[:, iu], threshold, gold),
+        "argmax": _recall_precision(adjusted.argmax(axis=1) == iu, gold),
+        "without_rules": _at_threshold(proba[:, iu], without_rules, gold),
+    }
+
+
+def _out_of_fold_decisions(
+    urg: list[Example], classes: list[str], vec: Any, s: TrainSettings, extra: list[Example]
+) -> np.ndarray:
+    """Each request's urgency decision values from a model fitted on the other folds; the
+    extra examples that teach urgency join every training fold and are never scored."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
     from classifiers.sk import validation_folds
 
-    urg = [e for e in train if e.is_request and e.urgency]
     labels = [e.urgency for e in urg]
-    classes = sorted(set(labels))
     X = vec.transform([e.text for e in urg])
     helpers = [e for e in extra if e.is_request and e.urgency and teaches(e, "urgency")]
     if not helpers:
-        decision = cross_val_predict(
+        return cross_val_predict(
             LogisticRegression(C=s.urgency_c, max_iter=5000),
             X,
             labels,
@@ -217,51 +239,37 @@ def _validate_urgency(
             method="decision_function",
             params={"sample_weight": _weights(urg)},
         )
-    else:  # extra examples join every training fold and are never scored
-        import scipy.sparse as sp
+    import scipy.sparse as sp
 
-        Xh = vec.transform([e.text for e in helpers])
-        yh = [e.urgency for e in helpers]
-        w, wh = _weights(urg), _weights(helpers)
-        decision = np.zeros((len(urg), len(classes)))
-        for fit_idx, val_idx in validation_folds(s.cv).split(X, labels):
-            model = LogisticRegression(C=s.urgency_c, max_iter=5000).fit(
-                sp.vstack([X[fit_idx], Xh]),
-                [labels[i] for i in fit_idx] + yh,
-                sample_weight=np.concatenate([w[fit_idx], wh]),
-            )
-            decision[val_idx] = model.decision_function(X[val_idx])
-    z = beta * decision
+    Xh = vec.transform([e.text for e in helpers])
+    yh = [e.urgency for e in helpers]
+    w, wh = _weights(urg), _weights(helpers)
+    decision = np.zeros((len(urg), len(classes)))
+    for fit_idx, val_idx in validation_folds(s.cv).split(X, labels):
+        model = LogisticRegression(C=s.urgency_c, max_iter=5000).fit(
+            sp.vstack([X[fit_idx], Xh]),
+            [labels[i] for i in fit_idx] + yh,
+            sample_weight=np.concatenate([w[fit_idx], wh]),
+        )
+        decision[val_idx] = model.decision_function(X[val_idx])
+    return decision
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
     z = np.exp(z - z.max(axis=1, keepdims=True))
-    proba = z / z.sum(axis=1, keepdims=True)
-    counts = [d.cue_counts for d in vec.analyze([e.text for e in urg])]
-    adjusted = adjust_urgency(proba, counts, s.rules)
-    iu = classes.index("urgent")
-    gold = np.asarray([e.urgency == "urgent" for e in urg])
-    target = min(0.999, s.urgent_recall_target + s.recall_margin)
-    threshold = tune_urgent_threshold(adjusted[:, iu], gold, target)
+    return z / z.sum(axis=1, keepdims=True)
 
-    def at(p: np.ndarray, t: float) -> dict[str, float]:
-        pred = p >= t
-        tp = int((pred & gold).sum())
-        return {
-            "threshold": round(t, 4),
-            "urgent_recall": tp / max(1, int(gold.sum())),
-            "urgent_precision": tp / max(1, int(pred.sum())),
-        }
 
-    argmax_urgent = adjusted.argmax(axis=1) == iu
-    tp = int((argmax_urgent & gold).sum())
+def _recall_precision(pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    tp = int((pred & gold).sum())
     return {
-        "method": f"{s.cv}-fold cross-validation on the training split ({len(urg)} requests)",
-        "recall_target": target,
-        "tuned": at(adjusted[:, iu], threshold),
-        "argmax": {
-            "urgent_recall": tp / max(1, int(gold.sum())),
-            "urgent_precision": tp / max(1, int(argmax_urgent.sum())),
-        },
-        "without_rules": at(proba[:, iu], tune_urgent_threshold(proba[:, iu], gold, target)),
+        "urgent_recall": tp / max(1, int(gold.sum())),
+        "urgent_precision": tp / max(1, int(pred.sum())),
     }
+
+
+def _at_threshold(p: np.ndarray, t: float, gold: np.ndarray) -> dict[str, float]:
+    return {"threshold": round(t, 4), **_recall_precision(p >= t, gold)}
 
 
 def verify_export(clf: DocTocTocClassifier, pipes: dict[str, Any], texts: list[str]) -> float:

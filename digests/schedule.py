@@ -12,10 +12,6 @@ from bot.core.config_models import SubscriberConfig
 from bot.core.durations import parse_quiet_hours, schedule_to_cron
 
 
-def digest_trigger(sub: SubscriberConfig) -> CronTrigger:
-    return _trigger(sub.digest, sub.timezone)
-
-
 @lru_cache(maxsize=256)
 def _trigger(schedule: str, timezone: str) -> CronTrigger:
     return CronTrigger.from_crontab(schedule_to_cron(schedule), timezone=ZoneInfo(timezone))

@@ -1,36 +1,22 @@
-"""The `doctoctoc` command end to end: run --once on the default config, contracts, errors."""
+"""The `doctoctoc` command end to end: run --once on the default config, contracts, errors.
+
+Commands run in this process (`doctoctoc`); a new process (`doctoctoc_process`) only where
+the process is the point: `python -m bot.cli` itself and the interpreter's traceback.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from email import message_from_bytes, policy
-from pathlib import Path
 
+import click
 import pytest
 
-from .conftest import ROOT
+from bot.cli import cli
+
+from .conftest import ROOT, doctoctoc, doctoctoc_process
 
 CONFIG = ROOT / "config.yaml"
-
-
-def doctoctoc(
-    *args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k != "DOCTOCTOC_CONFIG"} | (env or {})
-    # This checkout's code, also when the installed package points at another checkout.
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -212,10 +198,54 @@ def test_domain_error_is_one_message_without_traceback(tmp_path):
     result = doctoctoc("run", "--once", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert result.returncode == 1
     assert "file not found" in result.stderr and "Traceback" not in result.stderr
-    debug = doctoctoc(
+
+
+def test_python_m_bot_cli_with_debug_shows_the_traceback(tmp_path):
+    # In a new process: `python -m bot.cli` itself, and the interpreter's own traceback.
+    debug = doctoctoc_process(
         "--debug", "run", "--once", "--config", str(tmp_path / "missing.yaml"), cwd=tmp_path
     )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_the_doctoctoc_console_script_is_bot_cli_main():
+    import tomllib
+    from importlib import import_module
+
+    from bot.cli import main
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    module, _, name = scripts["scripts"]["doctoctoc"].partition(":")
+    assert getattr(import_module(module), name) is main
+
+
+def test_ctrl_c_during_a_command_says_aborted_without_a_traceback(tmp_path, monkeypatch):
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bot.pipeline.Pipeline.collect", interrupted)
+    result = doctoctoc("collect", "--config", str(CONFIG), cwd=tmp_path)
+    # click turns Ctrl-C into Abort: "Aborted." and exit code 1
+    assert result.returncode == 1 and result.stderr.strip() == "Aborted."
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path under `group`, groups included, walked from the click group."""
+    out = [path]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            out += _commands(command, (*path, name))
+        else:
+            out.append((*path, name))
+    return out
+
+
+@pytest.mark.parametrize("path", _commands(cli), ids=lambda path: " ".join(path) or "doctoctoc")
+def test_every_command_has_help(path, tmp_path):
+    result = doctoctoc(*path, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    usage = result.stdout.splitlines()[0]
+    assert usage.startswith(" ".join(("Usage: doctoctoc", *path)) + " "), usage
 
 
 def test_readme_documents_every_config_key():

@@ -26,8 +26,7 @@ from bot.storage.models import DeliveryRow, PostRow
 from digests.tokens import verify
 from tests.fakes.smtp_server import SmtpServer, free_port
 
-from .conftest import ROOT
-from .test_cli import doctoctoc
+from .conftest import ROOT, doctoctoc, doctoctoc_process
 from .test_config import GOOD, errors_of, write
 from .test_pipeline import post, replay, replay_file
 
@@ -303,7 +302,8 @@ def test_log_format_json_gives_one_object_per_line_without_secrets(tmp_path):
     )
     path.write_text(text.replace("deliver_by: [outbox]", "deliver_by: [smtp]", 1))
     secret = secrets.token_urlsafe(12)  # made up per run: nothing real in the tests
-    result = doctoctoc(
+    # A new process: logging as `doctoctoc` sets it up at start, the secret from its environment.
+    result = doctoctoc_process(
         "--log-format", "json", "-v", "run", "--once", "--config", str(path),
         cwd=tmp_path, env={"SMTP_PASSWORD": secret},
     )  # fmt: skip

@@ -46,7 +46,6 @@ SOURCE_MODELS = {
     "x": XSourceConfig,
     "replay": ReplaySourceConfig,
 }
-NETWORKS = tuple(SOURCE_MODELS)
 CONTACT_FOR_CHANNEL = {"smtp": "email", "mastodon": "mastodon", "bluesky": "bluesky", "x": "x"}
 
 
@@ -170,7 +169,7 @@ def _dedupe(errors: list[Any]) -> list[Any]:
         err = dict(err)
         err["loc"] = tuple(p for p in err["loc"] if not _is_branch_label(p))
         loc = err["loc"]
-        if len(loc) >= 3 and loc[0] == "sources" and loc[2] in NETWORKS:
+        if len(loc) >= 3 and loc[0] == "sources" and loc[2] in SOURCE_MODELS:
             err["loc"] = loc[:2] + loc[3:]  # the per-network model's tag
             err["network"] = loc[2]
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from bot.core.durations import parse_duration, parse_quiet_hours, schedule_to_cron
-from bot.core.labels import SPECIALTIES, URGENCIES
+from bot.core.labels import SPECIALTIES
 
 
 def _check_specialty(value: str) -> str:
@@ -195,10 +195,6 @@ def _languages(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-def _specialties(value: Any) -> Any:
-    return value
-
-
 class SubscriberConfig(Strict):
     name: str
     id: str | None = None
@@ -290,6 +286,3 @@ class Config(Strict):
 def slugify(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-") or "subscriber"
-
-
-URGENCY_IDS = URGENCIES

@@ -34,16 +34,6 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=total)
 
 
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
-
-
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 

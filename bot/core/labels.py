@@ -1,4 +1,5 @@
-"""Label ids from TAXONOMY.md (docs/TAXONOMY.md). Every stage uses exactly these."""
+"""Label ids from TAXONOMY.md (shared/TAXONOMY.md, kept outside this repository). Every stage
+uses exactly these."""
 
 from __future__ import annotations
 

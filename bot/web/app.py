@@ -12,10 +12,8 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -28,6 +26,7 @@ from bot.storage import cases as store
 from bot.storage import cursors
 from bot.storage.classifications import latest_classification
 from bot.storage.db import Database
+from bot.web.plumbing import HERE, SecurityHeaders, internal_error, not_found, template_env
 from bot.web.similar import SimilarCases
 from bot.web.texts import pick_language, texts
 from bot.web.views import (
@@ -39,59 +38,10 @@ from bot.web.views import (
     to_json,
 )
 from digests.i18n import specialty_name
-from digests.render import TEMPLATES as DIGEST_TEMPLATES
-from digests.render import clean_text
 from digests.tokens import resolve_secret, verify, viewer_token
 
 log = logging.getLogger(__name__)
-HERE = Path(__file__).resolve().parent
 ADMIN_PASSWORD_ENV = "DOCTOCTOC_ADMIN_PASSWORD"
-SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        b"frame-ancestors 'none'; base-uri 'none'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), interest-cohort=()"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-]
-
-
-class SecurityHeaders:
-    """Adds the privacy and safety headers to every response (pure ASGI middleware)."""
-
-    def __init__(self, app: Any):
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + SECURITY_HEADERS
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
-
-
-def _env() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader([HERE / "templates", DIGEST_TEMPLATES]),
-        autoescape=select_autoescape(["html", "html.j2", "atom.j2"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["clean"] = clean_text
-    env.filters["day"] = lambda d: d.strftime("%Y-%m-%d %H:%M UTC") if d else ""
-    env.filters["iso"] = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return env
 
 
 class WebApp:
@@ -112,7 +62,7 @@ class WebApp:
         with db.session() as session:
             self.secret = resolve_secret(session, loaded.config.web.secret)
         self.similar = similar or SimilarCases(db, self._load_classifier)
-        self.env = _env()
+        self.env = template_env()
 
     def _load_classifier(self) -> Any:
         from classifiers import load_classifier
@@ -413,16 +363,6 @@ class WebApp:
         return viewer_token(self.secret, subscriber_id)
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 404
-    return PlainTextResponse("not found" if status == 404 else str(exc.detail), status)  # type: ignore[union-attr]
-
-
-async def _error(request: Request, exc: Exception) -> Response:
-    log.exception("web request %s failed", request.url.path, exc_info=exc)
-    return PlainTextResponse("internal error (logged)", 500)
-
-
 def create_app(
     loaded: LoadedConfig,
     db: Database,
@@ -453,7 +393,7 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: _not_found, Exception: _error},
+        exception_handlers={HTTPException: not_found, Exception: internal_error},
     )
     app.state.web = web
     app.add_middleware(SecurityHeaders)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
+
+pytestmark = pytest.mark.usefixtures("cli_state")  # the group sets up logging in this process
 
 CONFIG = """\
 version: 1

@@ -9,7 +9,7 @@ from pathlib import Path
 SEED = 20261207
 MAX_CHARS = 1000
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from classifiers.labels import SPECIALTIES as _IDS  # noqa: E402  (the 20 ids of TAXONOMY.md)
+from bot.core.labels import SPECIALTIES as _IDS  # noqa: E402  (the 20 ids of TAXONOMY.md)
 
 SPECIALTIES = set(_IDS)
 

@@ -52,7 +52,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from classifiers.labels import SPECIALTIES as _IDS  # noqa: E402  (the 20 ids of TAXONOMY.md)
+from bot.core.labels import SPECIALTIES as _IDS  # noqa: E402  (the 20 ids of TAXONOMY.md)
 
 SPECIALTIES = set(_IDS)
 
