@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench pds clean
+.PHONY: install run test lint imports format bench pds clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(STAMP) imports
 	$(BIN)/ruff check bot classifiers digests tests benchmarks
 	$(BIN)/ruff format --check bot classifiers digests tests benchmarks
+
+# The layers of ARCHITECTURE.md, as import-linter contracts (.importlinter).
+imports: $(STAMP)
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format bot classifiers digests tests benchmarks

@@ -17,15 +17,9 @@ from sqlalchemy import ColumnElement, Integer, and_, func, literal_column, or_, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from bot.storage.health import (  # noqa: F401 - the web admin page reads them from here
-    count_posts,
-    deliveries_needing_attention,
-    delivery_counts,
-)
 from bot.storage.live import case_conditions
 from bot.storage.models import (
     ClassificationRow,
-    CorrectionRow,
     PostRow,
     SubscriberRow,
     UsedTokenRow,
@@ -240,13 +234,3 @@ def unsubscribe(session: Session, subscriber_id: str, now: datetime) -> Subscrib
     if row is not None and row.unsubscribed_at is None:
         row.unsubscribed_at = now
     return row
-
-
-def recent_corrections(session: Session, limit: int = 20) -> list[tuple[CorrectionRow, PostRow]]:
-    rows = session.execute(
-        select(CorrectionRow, PostRow)
-        .join(PostRow, PostRow.id == CorrectionRow.post_id)
-        .order_by(CorrectionRow.id.desc())
-        .limit(limit)
-    ).all()
-    return [(c, p) for c, p in rows]

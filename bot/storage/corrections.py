@@ -143,3 +143,13 @@ def corrected_posts(session: Session) -> list[CorrectedPost]:
             )
         )
     return out
+
+
+def recent_corrections(session: Session, limit: int = 20) -> list[tuple[CorrectionRow, PostRow]]:
+    rows = session.execute(
+        select(CorrectionRow, PostRow)
+        .join(PostRow, PostRow.id == CorrectionRow.post_id)
+        .order_by(CorrectionRow.id.desc())
+        .limit(limit)
+    ).all()
+    return [(c, p) for c, p in rows]

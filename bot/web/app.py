@@ -1,7 +1,6 @@
 """The web app (Starlette): the pages the e-mails link to, the case library, feeds, API, admin.
 
-Handlers read and write only through bot.storage (no SQL here); tokens are the digests'
-(digests.tokens, HMAC compared in constant time); words are shared with the digests.
+Handlers read and write through bot.storage; link tokens are digests.tokens' HMACs.
 """
 
 from __future__ import annotations
@@ -24,7 +23,9 @@ from bot.core.config import LoadedConfig
 from bot.core.labels import SPECIALTIES, URGENCIES
 from bot.storage import cases as store
 from bot.storage import cursors
+from bot.storage import health as delivery_health
 from bot.storage.classifications import latest_classification
+from bot.storage.corrections import add_correction, recent_corrections
 from bot.storage.db import Database
 from bot.web.plumbing import HERE, SecurityHeaders, internal_error, not_found, template_env
 from bot.web.similar import SimilarCases
@@ -248,7 +249,6 @@ class WebApp:
         return self.page(request, "unsubscribe.html.j2", viewer=settings, name=name, done=True)
 
     async def correct(self, request: Request) -> Response:
-        from bot.storage.corrections import add_correction
         from classifiers.corrections import CorrectionError, validate
 
         token = request.path_params["token"]
@@ -337,10 +337,10 @@ class WebApp:
         }
         with self.db.session() as session:
             health = cursors.health(session, limits, now)
-            counts = store.delivery_counts(session)
-            attention = store.deliveries_needing_attention(session)
-            corrections = store.recent_corrections(session)
-            posts = store.count_posts(session)
+            counts = delivery_health.delivery_counts(session)
+            attention = delivery_health.deliveries_needing_attention(session)
+            corrections = recent_corrections(session)
+            posts = delivery_health.count_posts(session)
         return self.page(
             request,
             "admin.html.j2",
