@@ -1,11 +1,6 @@
-"""Health and metrics over HTTP for a long-running bot: `/healthz` and Prometheus `/metrics`.
+"""`/healthz` and Prometheus `/metrics` over HTTP for a long-running bot (README: Operator).
 
-`/healthz` answers 200 when the database answers and no source has been failing for longer
-than its `unhealthy_after`, else 503 with the reasons (one per line). `/metrics` counts what
-this process did since it started (posts collected, classified, routed; messages delivered
-and failed, per network and channel) and reads from the database what every process shares:
-pending deliveries per channel, the age of the oldest due one, each source's collection lag
-and health. Nothing else is served; no post text, token or address is ever exposed.
+No post text, token or address is ever served.
 """
 
 from __future__ import annotations

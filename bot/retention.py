@@ -1,11 +1,7 @@
-"""Retention: what the bot keeps, and for how long (run nightly by `run`, or `doctoctoc purge`).
+"""Retention rules: what the bot keeps and for how long (`run` nightly, `doctoctoc purge`).
 
-- raw network payloads (`posts.raw`) older than `retention.raw_payloads` are dropped (the
-  normalized post stays);
-- finished deliveries (sent, failed, dropped) older than `retention.delivery_log` are
-  deleted (pending and sending ones never are: the exactly-once outbox needs them);
-- a post deleted at its source keeps no content: text, photos, raw payload and the cues
-  quoted from it are erased (not only hidden).
+Raw payloads and finished deliveries expire; pending deliveries never do; a post deleted at
+its source keeps no content. The queries are in bot/storage/retention.py.
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
-"""Training-time variants of requests that carry no question (TAXONOMY: under the hashtag, a
-post that presents a patient, a finding, a photo or a result is a request with or without a
-question).
-
-The corpus writers almost always ended a request with a question mark, so a request head
-trained on it alone learns "no '?' means not a request" and drops real posts such as
-"Homme 62 ans, oppression thoracique depuis 1 h, sueurs. ECG en PJ #DocTocToc". For each
-training request this module derives, deterministically, the same post with its question
-sentences removed (when a presentation of at least a few words remains), or else with its
-question marks removed. The variants only join the request head's training data, with a
-lower weight; they are never evaluated on.
+"""Training-time variants of requests without their question (TAXONOMY: a post presenting a
+case is a request with or without a question): the request head learns them at a lower weight;
+they are never evaluated on. Why: classifiers/README.md, "Real text (issue 10)".
 """
 
 from __future__ import annotations

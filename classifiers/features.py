@@ -1,19 +1,6 @@
-"""From a post to sparse features (pure Python + NumPy, no scikit-learn).
-
-Two blocks share one vocabulary:
-- text features, TF-IDF weighted and L2-normalised: words (the folded word itself), optional
-  word bigrams ("word word"), character n-grams at word edges for words of 6+ letters
-  (`p:` + the first 5 letters, `s:` + the last 4: "cardiaque" -> p:cardi, s:aque; they carry
-  roots and medical suffixes such as -ite, -emie, -algie, -ectomie, and bridge French and
-  English), number shapes (`n:`), and the words of expanded abbreviations (text keys never
-  contain ":" except these prefixed ones, knowledge keys always do);
-- knowledge features, `log(1 + count)` times a weight: specialty lexicon hits (`L:`, `D:`),
-  the same hits counted again when the term belongs to one specialty only (`O:`) or is a
-  multi-word term (`P:`), question types (`G:`), request cues (`R:`), urgency cues (`U:`), the
-  patient's age band (`A:`), a few joint features (`X:`: a drug question about a drug, a drug in
-  pregnancy, with a renal-function or QT cue, several drugs named, a photo of skin/eye/ECG...)
-  and the post's shape (`S:`). Lexicon terms inside a negation ("pas de fièvre") or an everyday
-  phrase of the `ignore` list ("au sein de", "à quel âge") are not counted.
+"""From a post to sparse features (pure Python + NumPy): TF-IDF text features and weighted
+knowledge features (lexicon hits, question types, cues, age band, shape). classifiers/README.md,
+"Model", lists every block and its prefix.
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
-"""Deterministic training: corpus (+ stored corrections) -> artifact + held-out metrics.
+"""Deterministic training: corpus (+ corrections handed in as data) -> artifact + held-out metrics.
 
-1. The corpus is split once (stratified by specialty x urgency, seeded hash of each post id):
-   80% training, 20% held-out test that training never reads.
-2. One PostVectorizer is fitted on the training posts; three calibrated linear heads are fitted
-   on it: request (logistic regression, Platt), specialty (linear SVM + ridge classifier
-   blended into one linear model, temperature scaling, requests only), urgency (logistic
-   regression, temperature scaling, requests only).
-3. The urgent threshold is tuned on validation predictions: 5-fold cross-validation inside the
-   training split (each post scored by a model that did not see it), after the cue rules, as
-   the highest threshold whose urgent recall reaches the target plus a safety margin.
-4. Corrections from the database are added to the training split with a weight that grows
-   until the new model reproduces every corrected label.
+The split, the three heads, the urgent threshold's validation and the weighting of corrections
+are described in classifiers/README.md, "Model".
 """
 
 from __future__ import annotations
