@@ -4,7 +4,8 @@ answered" section, hidden authors, signed links. Each post's item is built once 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, replace
+from copy import copy
+from dataclasses import dataclass
 from datetime import datetime
 
 from bot.core.config import LoadedConfig
@@ -95,7 +96,9 @@ class Composer:
 
     def _personal(self, item: DigestItem, sub: SubscriberConfig) -> DigestItem:
         token = correction_token(self.secret, item.post_id, sub.key)
-        return replace(item, correction_url=f"{self.public}/correct/{token}")
+        personal = copy(item)  # shallow: the lists stay shared, as nothing changes them
+        personal.correction_url = f"{self.public}/correct/{token}"
+        return personal
 
     def _item(self, post_id: int, reason: str, sub: SubscriberConfig) -> DigestItem:
         student = sub.role == "student"

@@ -122,6 +122,8 @@ def _boundary(parts: list[bytes]) -> str:
     token = random.randrange(sys.maxsize)
     boundary = ("=" * 15) + f"{token:0{_BOUNDARY_WIDTH}d}" + "=="
     alltext = b"\r\n".join(parts)
+    if b"--" + boundary.encode() not in alltext:  # the usual case: no regex to compile
+        return boundary
     candidate, counter = boundary, 0
     while re.search(b"^--" + re.escape(candidate.encode()) + b"(--)?$", alltext, re.MULTILINE):
         candidate, counter = f"{boundary}.{counter}", counter + 1

@@ -88,6 +88,7 @@ class Digest:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
+@lru_cache(maxsize=16384)  # a post's text is cleaned once per cycle, not once per message
 def clean_text(text: str, limit: int | None = MAX_ITEM_CHARS) -> str:
     """Untrusted text made safe for plain-text output: no control or bidi-override chars."""
     text = unicodedata.normalize("NFC", text or "")
@@ -113,6 +114,7 @@ def is_http(url: object) -> bool:
 _HTTP = re.compile(r"https?://[^\s/]", re.IGNORECASE)
 
 
+@lru_cache(maxsize=16384)
 def one_line(text: str, limit: int = 80) -> str:
     """For headers and subjects: a single line, no CR/LF (header injection)."""
     return shorten(" ".join(clean_text(text, None).split()), limit)

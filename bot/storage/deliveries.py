@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 
 from bot.storage.classifications import latest_classifications
 from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
@@ -160,13 +160,37 @@ def claim(db: Database, ids: list[int], key: str, now: datetime) -> Claimed:
     `status = 'pending'` condition is re-checked under the row lock, so each row is claimed
     by exactly one process. Returns (delivery id, post id, reason) per claimed row.
     """
-    return claim_batch(db, [(ids, key)], now)[0]
+    with db.engine.begin() as conn:
+        return _claim_on(conn, ids, key, now)
 
 
 def claim_batch(db: Database, groups: list[tuple[list[int], str]], now: datetime) -> list[Claimed]:
-    """Claim several messages' deliveries in one transaction (see `claim`), one list each."""
+    """Claim several messages' deliveries in one transaction (see `claim`), one list each.
+
+    One UPDATE ... RETURNING per 500 deliveries, then each claimed row gets its message's
+    key (one executemany)."""
     with db.engine.begin() as conn:
-        return [_claim_on(conn, ids, key, now) for ids, key in groups]
+        if not conn.dialect.update_returning:
+            return [_claim_on(conn, ids, key, now) for ids, key in groups]
+        key_of = {row_id: key for ids, key in groups for row_id in ids}
+        got: dict[int, tuple[int, int, str]] = {}
+        for chunk in _chunks(sorted(key_of)):
+            stmt = (
+                update(DeliveryRow)
+                .where(*_still_pending(conn.dialect, list(chunk)))
+                .values(status="sending", updated_at=now)
+                .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
+            )
+            got.update((r[0], (r[0], r[1], r[2])) for r in conn.execute(stmt))
+        if got:
+            table = DeliveryRow.__table__
+            conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(message_key=bindparam("b_key")),
+                [{"b_id": row_id, "b_key": key_of[row_id]} for row_id in sorted(got)],
+            )
+        return [sorted(got[i] for i in ids if i in got) for ids, _ in groups]
 
 
 @dataclass
