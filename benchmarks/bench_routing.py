@@ -164,10 +164,14 @@ def bench_routing(
     database_url: str | None = None,
     render_only: bool = False,
     profile: bool = False,
+    work_dir: str | None = None,
 ) -> None:
     rng = random.Random(42)
     now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-    with tempfile.TemporaryDirectory() as tmp, database(database_url, Path(tmp)) as db:
+    with (
+        tempfile.TemporaryDirectory(dir=work_dir) as tmp,
+        database(database_url, Path(tmp)) as db,
+    ):
         folder = Path(tmp)
         loaded = load_config(write_config(folder, subscribers, rng), env={})
         seed_requests(db, requests, rng, now)
@@ -307,11 +311,14 @@ def main() -> None:
     )
     parser.add_argument("--render-only", action="store_true", help="render messages, write none")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the cycle")
+    parser.add_argument(
+        "--dir", help="where the database and outbox go (default: the system's temporary folder)"
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip the SMTP latency part")
     args = parser.parse_args()
     bench_routing(
         args.subscribers, args.requests, args.tracemalloc, args.database_url,
-        args.render_only, args.profile,
+        args.render_only, args.profile, args.dir,
     )  # fmt: skip
     if not args.no_latency:
         bench_alert_latency()

@@ -68,7 +68,7 @@ class Composer:
         more = len(open_items) - len(shown)
         spec = "all" if sub.specialties == "all" else ",".join(sub.specialties)
         content_key = (
-            sub.language[0], kind, spec, more,
+            sub.language[0], kind, more,
             tuple(id(it) for it in shown), tuple(id(it) for it in answered),
         )  # fmt: skip
         digest = Digest(

@@ -212,14 +212,15 @@ def render_dm(digest: Digest, max_length: int, prefix: str = "") -> str:
 
 _NONCE = secrets.token_hex(8)  # unguessable: post text cannot fake a placeholder
 _NAME = f"N{_NONCE}N"
+_SPECIALTIES = f"S{_NONCE}S"
 _URL = f"https://x{_NONCE}.invalid/"
-_PLACEHOLDER = re.compile(rf"{_NAME}|{re.escape(_URL)}(?:u|m|c\d+)")
+_PLACEHOLDER = re.compile(rf"{_NAME}|{_SPECIALTIES}|{re.escape(_URL)}(?:u|m|c\d+)")
 
 
 class SharedRenderer:
     """Renders each distinct e-mail content once, then fills in each subscriber's own parts.
 
-    Most digests of a cycle differ only by the subscriber's name and signed links: the
+    Most digests of a cycle differ only by the subscriber's name, specialties and links: the
     templates run once with placeholders in their place (per `content_key`, which must name
     everything else the digest shows), and each message gets its own values, transformed
     exactly as the templates would (one line, control characters out, HTML-escaped).
@@ -250,6 +251,8 @@ class SharedRenderer:
         html_values = {k: str(escape(v)) for k, v in text_values.items()}
         text_values[_NAME] = str(_finalize(one_line(digest.subscriber_name)))
         html_values[_NAME] = str(escape(_finalize(digest.subscriber_name)))
+        text_values[_SPECIALTIES] = str(_finalize(digest.specialties))
+        html_values[_SPECIALTIES] = str(escape(text_values[_SPECIALTIES]))
         return (
             subject_line,
             _PLACEHOLDER.sub(lambda m: text_values[m.group()], text),
@@ -262,6 +265,7 @@ class SharedRenderer:
         return replace(
             digest,
             subscriber_name=_NAME,
+            specialties=_SPECIALTIES,
             unsubscribe_url=_URL + "u",
             more_url=_URL + "m",
             items=[replace(it, correction_url=f"{_URL}c{i}") for i, it in enumerate(digest.items)],

@@ -184,6 +184,7 @@ def test_each_distinct_content_is_rendered_once_and_personalised_exactly():
         d.unsubscribe_url = f"https://bot.example.org/unsubscribe/tok{n}&x=<{n}>"
         d.more_url = f"https://bot.example.org/cases?specialty=all&v=v{n}"
         d.more = 3
+        d.specialties = ["cardiology", "dermatology, <pédiatrie> & co", "x\u202e"][n % 3]
         d.items = [
             _item(it.post_id, it.text, it.urgency, correction_url=f"https://b.example/c/{n}.{i}")
             for i, it in enumerate(shared)
