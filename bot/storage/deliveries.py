@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 
 from bot.storage.classifications import latest_classifications
 from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
@@ -167,8 +167,7 @@ def claim(db: Database, ids: list[int], key: str, now: datetime) -> Claimed:
 def claim_batch(db: Database, groups: list[tuple[list[int], str]], now: datetime) -> list[Claimed]:
     """Claim several messages' deliveries in one transaction (see `claim`), one list each.
 
-    One UPDATE ... RETURNING per 500 deliveries, then each claimed row gets its message's
-    key (one executemany)."""
+    One UPDATE ... RETURNING per 500 deliveries, each row getting its message's key."""
     with db.engine.begin() as conn:
         if not conn.dialect.update_returning:
             return [_claim_on(conn, ids, key, now) for ids, key in groups]
@@ -178,18 +177,14 @@ def claim_batch(db: Database, groups: list[tuple[list[int], str]], now: datetime
             stmt = (
                 update(DeliveryRow)
                 .where(*_still_pending(conn.dialect, list(chunk)))
-                .values(status="sending", updated_at=now)
+                .values(
+                    status="sending",
+                    updated_at=now,
+                    message_key=case({i: key_of[i] for i in chunk}, value=DeliveryRow.id),
+                )
                 .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
             )
             got.update((r[0], (r[0], r[1], r[2])) for r in conn.execute(stmt))
-        if got:
-            table = DeliveryRow.__table__
-            conn.execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values(message_key=bindparam("b_key")),
-                [{"b_id": row_id, "b_key": key_of[row_id]} for row_id in sorted(got)],
-            )
         return [sorted(got[i] for i in ids if i in got) for ids, _ in groups]
 
 

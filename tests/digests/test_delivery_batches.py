@@ -231,3 +231,27 @@ def test_direct_bytes_equal_the_library_for_odd_names_senders_and_addresses():
             expected = bytes(build_email(d, sender=sender, to=to))
             random.seed(i)
             assert email_bytes(d, sender=sender, to=to) == expected, (name, sender, to)
+
+
+def test_a_batch_claim_gives_each_row_once_with_its_message_key(tmp_path, any_db):
+    from bot.storage.db import Database
+
+    routed(tmp_path, any_db)
+    with any_db.session() as s:
+        rows = s.execute(select(DeliveryRow.id, DeliveryRow.subscriber_id)).all()
+    groups: dict[str, list[int]] = {}
+    for row_id, sub in rows:
+        groups.setdefault(sub, []).append(row_id)
+    batch = [(ids, f"key-{sub}") for sub, ids in sorted(groups.items())]
+    other = Database(any_db.url)
+    theirs = queue.claim(other, groups["doc3"][:2], "other", T0)  # another process got two
+    mine = queue.claim_batch(any_db, batch, T0)
+    again = queue.claim_batch(any_db, batch, T0)
+    other.dispose()
+    assert [len(c) for c in mine] == [3, 3, 3, 1, 3, 3, 3, 3, 3, 3] and len(theirs) == 2
+    assert all(c == [] for c in again)
+    with any_db.session() as s:
+        keys = dict(s.execute(select(DeliveryRow.id, DeliveryRow.message_key)).all())
+    for (_ids, key), claimed in zip(batch, mine, strict=True):
+        assert {keys[row_id] for row_id, _, _ in claimed} == {key}
+    assert {keys[i] for i in groups["doc3"][:2]} == {"other"}
