@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, insert, or_, select, update
+from sqlalchemy import Integer, String, case, column, func, insert, or_, select, update, values
 
 from bot.storage.classifications import latest_classifications
 from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
@@ -174,18 +174,27 @@ def claim_batch(db: Database, groups: list[tuple[list[int], str]], now: datetime
         key_of = {row_id: key for ids, key in groups for row_id in ids}
         got: dict[int, tuple[int, int, str]] = {}
         for chunk in _chunks(sorted(key_of)):
-            stmt = (
-                update(DeliveryRow)
-                .where(*_still_pending(conn.dialect, list(chunk)))
-                .values(
-                    status="sending",
-                    updated_at=now,
-                    message_key=case({i: key_of[i] for i in chunk}, value=DeliveryRow.id),
-                )
-                .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
-            )
+            stmt = _claim_keyed(conn.dialect, {i: key_of[i] for i in chunk}, now)
             got.update((r[0], (r[0], r[1], r[2])) for r in conn.execute(stmt))
         return [sorted(got[i] for i in ids if i in got) for ids, _ in groups]
+
+
+def _claim_keyed(dialect: Any, keys: dict[int, str], now: datetime) -> Any:
+    """UPDATE ... RETURNING claiming these rows if still pending, each with its own key:
+    joined to a VALUES list on PostgreSQL, a CASE on the id elsewhere (SQLite)."""
+    stmt = update(DeliveryRow).values(status="sending", updated_at=now)
+    if dialect.name == "postgresql":
+        pairs = values(column("vid", Integer), column("vkey", String), name="v").data(
+            list(keys.items())
+        )
+        stmt = stmt.where(DeliveryRow.id == pairs.c.vid, DeliveryRow.status == "pending").values(
+            message_key=pairs.c.vkey
+        )
+    else:
+        stmt = stmt.where(*_still_pending(dialect, list(keys))).values(
+            message_key=case(keys, value=DeliveryRow.id)
+        )
+    return stmt.returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
 
 
 @dataclass
