@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, case, column, func, insert, or_, select, update, values
+from sqlalchemy import bindparam, case, func, insert, or_, select, text, update
 
 from bot.storage.classifications import latest_classifications
-from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
+from bot.storage.models import ClassificationRow, DeliveryRow, PostRow, UtcDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -179,22 +179,26 @@ def claim_batch(db: Database, groups: list[tuple[list[int], str]], now: datetime
         return [sorted(got[i] for i in ids if i in got) for ids, _ in groups]
 
 
+# PostgreSQL: the rows joined to two arrays (one compiled statement, whatever the batch).
+_PG_CLAIM = text(
+    "UPDATE deliveries SET status = 'sending', updated_at = :now, message_key = v.vkey "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:keys AS varchar[])) AS v(vid, vkey) "
+    "WHERE deliveries.id = v.vid AND deliveries.status = 'pending' "
+    "RETURNING deliveries.id, deliveries.post_id, deliveries.reason"
+).bindparams(bindparam("now", type_=UtcDateTime()))
+
+
 def _claim_keyed(dialect: Any, keys: dict[int, str], now: datetime) -> Any:
     """UPDATE ... RETURNING claiming these rows if still pending, each with its own key:
-    joined to a VALUES list on PostgreSQL, a CASE on the id elsewhere (SQLite)."""
-    stmt = update(DeliveryRow).values(status="sending", updated_at=now)
+    joined to arrays of (id, key) on PostgreSQL, a CASE on the id elsewhere (SQLite)."""
     if dialect.name == "postgresql":
-        pairs = values(column("vid", Integer), column("vkey", String), name="v").data(
-            list(keys.items())
-        )
-        stmt = stmt.where(DeliveryRow.id == pairs.c.vid, DeliveryRow.status == "pending").values(
-            message_key=pairs.c.vkey
-        )
-    else:
-        stmt = stmt.where(*_still_pending(dialect, list(keys))).values(
-            message_key=case(keys, value=DeliveryRow.id)
-        )
-    return stmt.returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
+        return _PG_CLAIM.bindparams(now=now, ids=list(keys), keys=list(keys.values()))
+    return (
+        update(DeliveryRow)
+        .where(*_still_pending(dialect, list(keys)))
+        .values(status="sending", updated_at=now, message_key=case(keys, value=DeliveryRow.id))
+        .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
+    )
 
 
 @dataclass
