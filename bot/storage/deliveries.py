@@ -174,8 +174,8 @@ def claim_batch(db: Database, groups: list[tuple[list[int], str]], now: datetime
         key_of = {row_id: key for ids, key in groups for row_id in ids}
         got: dict[int, tuple[int, int, str]] = {}
         for chunk in _chunks(sorted(key_of)):
-            stmt = _claim_keyed(conn.dialect, {i: key_of[i] for i in chunk}, now)
-            got.update((r[0], (r[0], r[1], r[2])) for r in conn.execute(stmt))
+            claimed = _claim_keyed(conn, {i: key_of[i] for i in chunk}, now)
+            got.update((r[0], (r[0], r[1], r[2])) for r in claimed)
         return [sorted(got[i] for i in ids if i in got) for ids, _ in groups]
 
 
@@ -188,14 +188,28 @@ _PG_CLAIM = text(
 ).bindparams(bindparam("now", type_=UtcDateTime()))
 
 
-def _claim_keyed(dialect: Any, keys: dict[int, str], now: datetime) -> Any:
-    """UPDATE ... RETURNING claiming these rows if still pending, each with its own key:
-    joined to arrays of (id, key) on PostgreSQL, a CASE on the id elsewhere (SQLite)."""
-    if dialect.name == "postgresql":
-        return _PG_CLAIM.bindparams(now=now, ids=list(keys), keys=list(keys.values()))
-    return (
+def _claim_keyed(conn: Any, keys: dict[int, str], now: datetime) -> Any:
+    """Claim these rows if still pending, each with its own key (UPDATE ... RETURNING):
+    joined to arrays of (id, key) on PostgreSQL, to a VALUES list on SQLite."""
+    if conn.dialect.name == "postgresql":
+        stmt = _PG_CLAIM.bindparams(now=now, ids=list(keys), keys=list(keys.values()))
+        return conn.execute(stmt)
+    if conn.dialect.name == "sqlite":
+        stamp = DeliveryRow.__table__.c.updated_at.type._cached_bind_processor(conn.dialect)
+        rows = ", ".join(["(?, ?)"] * len(keys))
+        sql = (
+            f"UPDATE deliveries SET status = 'sending', updated_at = ?, message_key = v.column2 "
+            f"FROM (VALUES {rows}) AS v WHERE deliveries.id = v.column1 "
+            f"AND deliveries.status = 'pending' "
+            f"RETURNING deliveries.id, deliveries.post_id, deliveries.reason"
+        )
+        params = [stamp(now) if stamp else now]
+        for pair in keys.items():
+            params.extend(pair)
+        return conn.exec_driver_sql(sql, tuple(params))
+    return conn.execute(
         update(DeliveryRow)
-        .where(*_still_pending(dialect, list(keys)))
+        .where(*_still_pending(conn.dialect, list(keys)))
         .values(status="sending", updated_at=now, message_key=case(keys, value=DeliveryRow.id))
         .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
     )
