@@ -1,11 +1,14 @@
-"""Routing + rendering benchmark, and collection-to-SMTP latency of an urgent alert.
+"""Routing + delivery benchmark, and collection-to-SMTP latency of an urgent alert.
 
-1. One cycle routing and rendering 200 new requests for 10,000 subscribers (SQLite, every
-   message rendered as a full multipart e-mail, not written): seconds and peak memory.
+1. One cycle as `doctoctoc run --once` does it: 200 new requests routed to 10,000 outbox
+   subscribers and every message written as a .eml file (SQLite, or --database-url),
+   timed end to end beside a calibration loop (10^7 additions in pure Python) run in the
+   same process, with peak memory and the share of routing and delivery.
 2. An urgent post collected (replay source) -> classified -> routed -> handed to a real
    SMTP server on 127.0.0.1: milliseconds, median of several runs.
 
-Run: .venv/bin/python benchmarks/bench_routing.py [--subscribers 10000] [--requests 200] [--tracemalloc]
+Run: .venv/bin/python benchmarks/bench_routing.py [--subscribers 10000] [--requests 200]
+     [--database-url postgresql://...] [--render-only] [--profile] [--no-latency] [--tracemalloc]
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +38,7 @@ from bot.pipeline import Pipeline  # noqa: E402
 from bot.storage.db import Database  # noqa: E402
 from bot.storage.models import ClassificationRow  # noqa: E402
 from bot.storage.posts import store_posts  # noqa: E402
+from digests.channels import build_channels  # noqa: E402
 from digests.channels.base import Channel, SendResult  # noqa: E402
 from digests.email_message import build_email  # noqa: E402
 
@@ -114,51 +121,119 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def bench_routing(subscribers: int, requests: int, trace_memory: bool = False) -> None:
+def calibration_loop() -> float:
+    """Seconds for 10^7 additions in pure Python: the machine's speed at this moment."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - start
+
+
+@contextmanager
+def database(url: str | None, folder: Path) -> Iterator[Database]:
+    """A fresh migrated database: a file in `folder`, or a new PostgreSQL schema dropped after."""
+    if url is None or url.startswith("sqlite"):
+        db = Database(url or f"sqlite:///{folder / 'bench.db'}")
+        db.upgrade()
+        yield db
+        db.dispose()
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in url else "?"
+    db = Database(f"{url}{sep}options=-csearch_path%3D{schema}")
+    try:
+        db.upgrade()
+        yield db
+    finally:
+        db.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def bench_routing(
+    subscribers: int,
+    requests: int,
+    trace_memory: bool = False,
+    database_url: str | None = None,
+    render_only: bool = False,
+    profile: bool = False,
+    work_dir: str | None = None,
+) -> None:
     rng = random.Random(42)
     now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-    with tempfile.TemporaryDirectory() as tmp:
+    with (
+        tempfile.TemporaryDirectory(dir=work_dir) as tmp,
+        database(database_url, Path(tmp)) as db,
+    ):
         folder = Path(tmp)
         loaded = load_config(write_config(folder, subscribers, rng), env={})
-        db = Database(f"sqlite:///{folder / 'bench.db'}")
-        db.upgrade()
         seed_requests(db, requests, rng, now)
-        channel = RenderOnly()
+        channels = (
+            {"outbox": RenderOnly()} if render_only else build_channels(loaded, base_dir=folder)
+        )
         pipeline = Pipeline(
-            loaded,
-            db,
-            classifier=object(),
-            collectors=[],
-            channels={"outbox": channel},
-            clock=lambda: now,
+            loaded, db, classifier=object(), collectors=[], channels=channels, clock=lambda: now
         )
         rss_before = max_rss_mib()
+        calibration = calibration_loop()
         if trace_memory:  # tracemalloc slows Python down several times: off for the timing
             tracemalloc.start()
+        profiler = None
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         start = time.perf_counter()
         routed = pipeline.route()
         routed_at = time.perf_counter()
         flushed = pipeline.deliver(force=True)
         end = time.perf_counter()
+        if profiler is not None:
+            profiler.disable()
         if trace_memory:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-        print(f"routing + rendering: {requests} requests x {subscribers} subscribers")
+        calibration_after = calibration_loop()
+        loops = (end - start) / ((calibration + calibration_after) / 2)
+        written = len(list((folder / "outbox").glob("*.eml"))) if not render_only else None
         print(
-            f"  deliveries created: {routed.deliveries}, messages rendered: {channel.messages} ({channel.bytes / 1e6:.1f} MB of e-mail)"
+            f"routing + delivery ({'render only' if render_only else 'outbox files'}, "
+            f"{db.engine.dialect.name}): {requests} requests x {subscribers} subscribers"
         )
         print(
-            f"  route: {routed_at - start:.2f} s, render+record: {end - routed_at:.2f} s, total: {end - start:.2f} s"
+            f"  deliveries created: {routed.deliveries}, messages: {flushed.messages}"
+            + (f", .eml files written: {written}" if written is not None else "")
+        )
+        total = end - start
+        print(
+            f"  route: {routed_at - start:.2f} s ({(routed_at - start) / total:.0%}), "
+            f"deliver: {end - routed_at:.2f} s ({(end - routed_at) / total:.0%}), total: {total:.2f} s"
         )
         print(
-            f"  process peak RSS: {rss_before:.0f} MiB before the cycle (10k subscribers' config loaded), {max_rss_mib():.0f} MiB at its end"
+            f"  calibration loop (10^7 additions): {calibration:.2f} s before, {calibration_after:.2f} s after"
+            f" -> the cycle took {loops:.1f} calibration loops"
+        )
+        if profiler is not None:
+            import pstats
+
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        print(
+            f"  process peak RSS: {rss_before:.0f} MiB before the cycle ({subscribers} subscribers' config loaded), {max_rss_mib():.0f} MiB at its end"
         )
         if trace_memory:
             print(
                 f"  peak Python allocations during the cycle (tracemalloc): {peak / 2**20:.0f} MiB"
             )
-        assert flushed.messages == channel.messages
-        db.dispose()
+        if render_only:
+            assert flushed.messages == channels["outbox"].messages
 
 
 def bench_alert_latency(runs: int = 5) -> None:
@@ -231,9 +306,22 @@ def main() -> None:
     parser.add_argument(
         "--tracemalloc", action="store_true", help="also trace Python allocations (slower)"
     )
+    parser.add_argument(
+        "--database-url", help="PostgreSQL URL (a new schema is used, then dropped)"
+    )
+    parser.add_argument("--render-only", action="store_true", help="render messages, write none")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the cycle")
+    parser.add_argument(
+        "--dir", help="where the database and outbox go (default: the system's temporary folder)"
+    )
+    parser.add_argument("--no-latency", action="store_true", help="skip the SMTP latency part")
     args = parser.parse_args()
-    bench_routing(args.subscribers, args.requests, args.tracemalloc)
-    bench_alert_latency()
+    bench_routing(
+        args.subscribers, args.requests, args.tracemalloc, args.database_url,
+        args.render_only, args.profile, args.dir,
+    )  # fmt: skip
+    if not args.no_latency:
+        bench_alert_latency()
     print(f"reproduce with: {COMMAND} --subscribers {args.subscribers} --requests {args.requests}")
 
 

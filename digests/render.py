@@ -7,14 +7,17 @@ outputs are stripped of control characters. Templates live in digests/templates/
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from digests.i18n import age_text, specialty_name, strings
 
@@ -70,6 +73,8 @@ class Digest:
     generated_at: datetime | None = None
     # An alert for a post older than this says how old in its subject (None: never).
     stale_after: timedelta | None = None
+    # (subject, text, html) when already rendered (see render_email_shared).
+    rendered: tuple[str, str, str] | None = field(default=None, repr=False, compare=False)
 
     def age_seconds(self, item: DigestItem) -> float:
         now = self.generated_at or datetime.now(UTC)
@@ -83,6 +88,7 @@ class Digest:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 
 
+@lru_cache(maxsize=16384)  # a post's text is cleaned once per cycle, not once per message
 def clean_text(text: str, limit: int | None = MAX_ITEM_CHARS) -> str:
     """Untrusted text made safe for plain-text output: no control or bidi-override chars."""
     text = unicodedata.normalize("NFC", text or "")
@@ -108,6 +114,7 @@ def is_http(url: object) -> bool:
 _HTTP = re.compile(r"https?://[^\s/]", re.IGNORECASE)
 
 
+@lru_cache(maxsize=16384)
 def one_line(text: str, limit: int = 80) -> str:
     """For headers and subjects: a single line, no CR/LF (header injection)."""
     return shorten(" ".join(clean_text(text, None).split()), limit)
@@ -199,3 +206,72 @@ def render_dm(digest: Digest, max_length: int, prefix: str = "") -> str:
     return shorten(
         prefix + one_line(subject(digest), max_length) + " " + digest.more_url, max_length
     )
+
+
+# --- one rendering per distinct content ----------------------------------------------------
+
+_NONCE = secrets.token_hex(8)  # unguessable: post text cannot fake a placeholder
+_NAME = f"N{_NONCE}N"
+_SPECIALTIES = f"S{_NONCE}S"
+_URL = f"https://x{_NONCE}.invalid/"
+_PLACEHOLDER = re.compile(rf"{_NAME}|{_SPECIALTIES}|{re.escape(_URL)}(?:u|m|c\d+)")
+
+
+class SharedRenderer:
+    """Renders each distinct e-mail content once, then fills in each subscriber's own parts.
+
+    Most digests of a cycle differ only by the subscriber's name, specialties and links: the
+    templates run once with placeholders in their place (per `content_key`, which must name
+    everything else the digest shows), and each message gets its own values, transformed
+    exactly as the templates would (one line, control characters out, HTML-escaped).
+    """
+
+    def __init__(self, max_entries: int = 2048):
+        self.max_entries = max_entries
+        self._cache: OrderedDict[Hashable, tuple[str, str, str]] = OrderedDict()
+        self.renders = 0
+
+    def render(self, digest: Digest, content_key: Hashable) -> tuple[str, str, str]:
+        urls = {"u": digest.unsubscribe_url, "m": digest.more_url}
+        for i, it in enumerate(digest.all_items):
+            urls[f"c{i}"] = it.correction_url or ""
+        if not all(is_http(u) for u in urls.values()):
+            return render_email(digest)  # links left out of the message: render it whole
+        cached = self._cache.get(content_key)
+        if cached is None:
+            cached = render_email(self._masked(digest))
+            self.renders += 1
+            self._cache[content_key] = cached
+            if len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(content_key)
+        subject_line, text, html = cached
+        text_values = {_URL + k: str(_finalize(v)) for k, v in urls.items()}
+        html_values = {k: str(escape(v)) for k, v in text_values.items()}
+        text_values[_NAME] = str(_finalize(one_line(digest.subscriber_name)))
+        html_values[_NAME] = str(escape(_finalize(digest.subscriber_name)))
+        text_values[_SPECIALTIES] = str(_finalize(digest.specialties))
+        html_values[_SPECIALTIES] = str(escape(text_values[_SPECIALTIES]))
+        return (
+            subject_line,
+            _PLACEHOLDER.sub(lambda m: text_values[m.group()], text),
+            _PLACEHOLDER.sub(lambda m: html_values[m.group()], html),
+        )
+
+    @staticmethod
+    def _masked(digest: Digest) -> Digest:
+        n = len(digest.items)
+        return replace(
+            digest,
+            subscriber_name=_NAME,
+            specialties=_SPECIALTIES,
+            unsubscribe_url=_URL + "u",
+            more_url=_URL + "m",
+            items=[replace(it, correction_url=f"{_URL}c{i}") for i, it in enumerate(digest.items)],
+            answered=[
+                replace(it, correction_url=f"{_URL}c{n + i}")
+                for i, it in enumerate(digest.answered)
+            ],
+            rendered=None,
+        )

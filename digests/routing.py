@@ -9,24 +9,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from bot.core.config import LoadedConfig
 from bot.core.config_models import SubscriberConfig
 from bot.core.labels import urgency_at_least
 from bot.core.post import normalize_handle
-from bot.storage.classifications import latest_classification
-from bot.storage.models import (
-    BlockedAuthorRow,
-    ClassificationRow,
-    DeliveryRow,
-    PostRow,
-    SubscriberRow,
-)
+from bot.storage import deliveries, subscribers
 from digests.schedule import in_quiet_hours, next_digest_time, quiet_hours_end
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from bot.storage.models import ClassificationRow, PostRow
 
 log = logging.getLogger(__name__)
 STUDENT_DELAY = timedelta(hours=24)
@@ -43,58 +38,16 @@ class RouteResult:
 
 def sync_subscribers(session: Session, loaded: LoadedConfig, now: datetime) -> None:
     """Mirror config subscribers into the db (unsubscribes stored there survive config edits)."""
-    seen = set()
-    new_rows: list[dict] = []
-    # One query for all stored subscribers (not one per configured subscriber).
-    rows = {row.id: row for row in session.scalars(select(SubscriberRow))}
-    for sub in loaded.config.subscribers:
-        seen.add(sub.key)
-        row = rows.get(sub.key)
-        settings = sub.model_dump(mode="json")
-        if row is None:
-            new_rows.append(
-                {
-                    "id": sub.key,
-                    "name": sub.name,
-                    "settings": settings,
-                    "in_config": True,
-                    "updated_at": now,
-                }
-            )
-        elif row.settings != settings or not row.in_config or row.name != sub.name:
-            row.name, row.settings, row.in_config, row.updated_at = sub.name, settings, True, now
-    for row in rows.values():
-        if row.in_config and row.id not in seen:
-            row.in_config = False
-            row.updated_at = now
-    if new_rows:
-        # Another process may insert the same subscribers at the same moment: keep theirs.
-        session.execute(_insert_ignoring_duplicates(session, SubscriberRow), new_rows)
-    session.flush()
-
-
-def _insert_ignoring_duplicates(session: Session, table: type) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing()
-    return insert(table)
+    subscribers.sync(session, loaded.config.subscribers, now)
 
 
 def active_subscribers(session: Session, loaded: LoadedConfig) -> list[SubscriberConfig]:
-    unsubscribed = set(
-        session.scalars(select(SubscriberRow.id).where(SubscriberRow.unsubscribed_at.is_not(None)))
-    )
+    unsubscribed = subscribers.unsubscribed(session)
     return [s for s in loaded.config.subscribers if s.key not in unsubscribed]
 
 
 def blocked_handles(session: Session, loaded: LoadedConfig) -> set[str]:
-    stored = set(session.scalars(select(BlockedAuthorRow.handle)))
+    stored = subscribers.blocked_handles(session)
     return {normalize_handle(h) for h in [*loaded.config.blocked_authors, *stored]}
 
 
@@ -149,17 +102,17 @@ def route_posts(
 ) -> RouteResult:
     """Create deliveries for newly classified requests (bulk: one insert for the batch)."""
     result = RouteResult()
-    subscribers = active_subscribers(session, loaded)
+    active = active_subscribers(session, loaded)
     blocked = blocked_handles(session, loaded)
     known = {normalize_handle(h) for h in loaded.config.known_authors}
-    existing = existing_deliveries(session, post_ids)
-    candidates = _CandidateIndex(subscribers)
+    existing = deliveries.existing(session, post_ids)
+    candidates = _CandidateIndex(active)
     new_rows: list[dict] = []
+    posts = deliveries.load_posts(session, set(post_ids))
     for post_id in post_ids:
-        post = session.get(PostRow, post_id)
+        post, c = posts.get(post_id, (None, None))
         if post is None or not is_routable(post):
             continue
-        c = latest_classification(session, post_id)
         if c is None or not (c.is_request or c.uncertain):
             continue
         result.requests += c.is_request
@@ -177,8 +130,7 @@ def route_posts(
                 continue
             kind, due = due_time(sub, post, c, reason, now)
             new_rows += delivery_rows(sub, post.id, kind, reason, due, now, existing)
-    if new_rows:
-        session.execute(insert(DeliveryRow), new_rows)
+    deliveries.insert_many(session, new_rows)
     result.deliveries = len(new_rows)
     return result
 
@@ -203,18 +155,7 @@ class _CandidateIndex:
 
 
 def existing_deliveries(session: Session, post_ids: list[int]) -> set[tuple[str, int, str]]:
-    out: set[tuple[str, int, str]] = set()
-    for start in range(0, len(post_ids), 500):
-        chunk = post_ids[start : start + 500]
-        out.update(
-            tuple(row)
-            for row in session.execute(
-                select(DeliveryRow.subscriber_id, DeliveryRow.post_id, DeliveryRow.channel).where(
-                    DeliveryRow.post_id.in_(chunk)
-                )
-            )
-        )
-    return out
+    return deliveries.existing(session, post_ids)
 
 
 def delivery_rows(
@@ -261,8 +202,7 @@ def add_deliveries(
     rows = delivery_rows(
         sub, post_id, kind, reason, due, now, existing_deliveries(session, [post_id])
     )
-    if rows:
-        session.execute(insert(DeliveryRow), rows)
+    deliveries.insert_many(session, rows)
     return len(rows)
 
 
@@ -273,22 +213,7 @@ def escalate(session: Session, loaded: LoadedConfig, now: datetime) -> int:
         return 0
     added = 0
     longest = max((s.escalate_after or DEFAULT_ESCALATE_AFTER) for s in ring)
-    rows = session.execute(
-        select(PostRow, ClassificationRow)
-        .join(ClassificationRow, ClassificationRow.post_id == PostRow.id)
-        .where(
-            ClassificationRow.urgency == "urgent",
-            ClassificationRow.is_request.is_(True),
-            PostRow.answer_count == 0,
-            PostRow.deleted.is_(False),
-            PostRow.answer_to_id.is_(None),
-            PostRow.duplicate_of_id.is_(None),
-            PostRow.collected_at >= now - longest - timedelta(days=1),
-        )
-    ).all()
-    for post, c in rows:
-        if latest_classification(session, post.id).id != c.id:
-            continue
+    for post, c in deliveries.unanswered_urgent(session, now - longest - timedelta(days=1)):
         for sub in ring:
             wait = sub.escalate_after or DEFAULT_ESCALATE_AFTER
             if now - post.collected_at < wait or not sub.wants_specialty(c.specialty):
@@ -304,27 +229,9 @@ def release_student_items(
 ) -> int:
     """Answered cases go out in the student's next digest (unanswered ones wait 24 h)."""
     subs = {s.key: s for s in loaded.config.subscribers} if loaded is not None else {}
-    rows = session.scalars(
-        select(DeliveryRow)
-        .join(PostRow, PostRow.id == DeliveryRow.post_id)
-        .where(
-            DeliveryRow.kind == "student",
-            DeliveryRow.status == "pending",
-            DeliveryRow.attempts == 0,
-            DeliveryRow.due_at > now,
-            PostRow.answer_count > 0,
-        )
-    ).all()
-    for row in rows:
-        sub = subs.get(row.subscriber_id)
-        release = next_digest_time(sub, now) if sub is not None else now
-        if release < _aware(row.due_at):
-            row.due_at = release
-    return len(rows)
 
+    def release(subscriber_id: str) -> datetime:
+        sub = subs.get(subscriber_id)
+        return next_digest_time(sub, now) if sub is not None else now
 
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes (stored in UTC)."""
-    from datetime import UTC
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return deliveries.release_student_items(session, now, release)

@@ -7,11 +7,12 @@ import hashlib
 import hmac
 import os
 import secrets
+from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from bot.storage import settings
 
-from bot.storage.models import SettingRow
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 SECRET_ENV = "DOCTOCTOC_SECRET"
 
@@ -21,15 +22,7 @@ def resolve_secret(session: Session, configured: str | None) -> bytes:
     value = configured or os.environ.get(SECRET_ENV)
     if value:
         return value.encode()
-    row = session.get(SettingRow, "web_secret")
-    if row is None:
-        try:
-            with session.begin_nested():  # another job or process may create it meanwhile
-                row = SettingRow(name="web_secret", value=secrets.token_hex(32))
-                session.add(row)
-        except IntegrityError:
-            row = session.get(SettingRow, "web_secret", populate_existing=True)
-    return row.value.encode()
+    return settings.get_or_create(session, "web_secret", lambda: secrets.token_hex(32)).encode()
 
 
 def _b64(data: bytes) -> str:

@@ -34,6 +34,9 @@ class Channel(ABC):
     # Email: yes, with the same Message-ID (clients recognise the resend).
     # DMs: no — at most once, the delivery is marked failed ("outcome unknown").
     resend_after_crash: bool = True
+    # Sends the e-mail of a digest: the delivery loop renders it beforehand, each distinct
+    # content once (digest.rendered), instead of the channel rendering every message.
+    sends_email: bool = False
 
     @abstractmethod
     def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:

@@ -1,4 +1,5 @@
-"""Outbox channel: writes each digest as a file (.eml for email, .txt for DMs). The demo default."""
+"""Outbox channel: writes each digest as the e-mail it would be, one private .eml file per
+message in the outbox folder (written under a temporary name, then renamed). The demo default."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from pathlib import Path
 
 from bot.core.config_models import OutboxConfig, SubscriberConfig
 from digests.channels.base import Channel, SendResult
-from digests.email_message import build_email
+from digests.email_message import email_bytes
 from digests.render import Digest
 
 
 class OutboxChannel(Channel):
     name = "outbox"
     max_length = None
+    sends_email = True
 
     def __init__(
         self, config: OutboxConfig, *, base_dir: Path | None = None, sender: str | None = None
@@ -26,12 +28,12 @@ class OutboxChannel(Channel):
     def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:
         to = subscriber.email or f"{re.sub(r'[^a-z0-9.-]+', '-', subscriber.key)}@outbox.invalid"
         try:
-            message = build_email(digest, sender=self.sender, to=to)
+            data = email_bytes(digest, sender=self.sender, to=to)
             # Private: digests name patients' situations and carry signed links.
             self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             name = f"{digest.generated_at:%Y%m%dT%H%M%S}-{digest.kind}-{_safe(digest.subscriber_id)}-{_safe(digest.message_key)[-12:]}.eml"
             target = self.dir / name
-            _write_atomic(target, bytes(message))
+            _write_atomic(target, data)
         except (OSError, ValueError) as exc:
             return SendResult.failure(f"cannot write to outbox {self.dir}: {exc}")
         return SendResult.success(str(target))

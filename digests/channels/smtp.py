@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.core.config_models import SmtpConfig, SubscriberConfig
 from digests.channels.base import Channel, SendResult
-from digests.email_message import build_email
+from digests.email_message import domain_of, email_bytes, message_id, sender_address
 from digests.render import Digest
 
 DKIM_HEADERS = [
@@ -27,6 +27,7 @@ class SmtpChannel(Channel):
     name = "smtp"
     max_length = None
     resend_after_crash = True  # same Message-ID: a resend is recognisable
+    sends_email = True
 
     def __init__(self, config: SmtpConfig, *, ssl_context: ssl.SSLContext | None = None):
         self.config = config
@@ -37,10 +38,10 @@ class SmtpChannel(Channel):
             return SendResult.failure("subscriber has no email address", retryable=False)
         cfg = self.config
         try:
-            message = build_email(digest, sender=cfg.sender, to=subscriber.email)
+            data = email_bytes(digest, sender=cfg.sender, to=subscriber.email)
+            envelope_from = sender_address(cfg.sender)
         except (ValueError, TypeError) as exc:
             return SendResult.failure(f"cannot build the message: {exc}", retryable=False)
-        data = message.as_bytes()
         if cfg.dkim_private_key and cfg.dkim_selector and cfg.dkim_domain:
             data = self._dkim(data) + data
         timeout = cfg.timeout.total_seconds()
@@ -56,9 +57,7 @@ class SmtpChannel(Channel):
                     client.starttls(context=self.ssl_context)
                 if cfg.username and cfg.password:
                     client.login(cfg.username, cfg.password)
-                refused = client.sendmail(
-                    message["From"].addresses[0].addr_spec, [subscriber.email], data
-                )
+                refused = client.sendmail(envelope_from, [subscriber.email], data)
         except smtplib.SMTPRecipientsRefused as exc:
             return _refused(exc.recipients)
         except smtplib.SMTPAuthenticationError as exc:
@@ -74,7 +73,7 @@ class SmtpChannel(Channel):
             )
         if refused:
             return _refused(refused)
-        return SendResult.success(message["Message-ID"])
+        return SendResult.success(message_id(digest, domain_of(cfg.sender)))
 
     def _dkim(self, data: bytes) -> bytes:
         import dkim

@@ -7,9 +7,10 @@ from sqlalchemy import event, func, select
 
 from bot.pipeline import Pipeline
 from bot.storage.db import Database
+from bot.storage.deliveries import claim
 from bot.storage.models import DeliveryRow
 from digests.channels.base import Channel, SendResult
-from digests.delivery import claim, flush
+from digests.delivery import flush
 
 from .helpers import T0, add_request, make_config
 

@@ -1,0 +1,103 @@
+"""The subscribers table (a mirror of the configured subscribers, plus their unsubscribes)
+and the blocked authors: the queries routing needs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, select
+
+from bot.core.config_models import SubscriberConfig
+from bot.storage import settings
+from bot.storage.models import BlockedAuthorRow, SubscriberRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+SYNCED = "subscribers_synced"  # the settings row: fingerprint of the last mirrored config
+_memo: dict[int, tuple[Sequence[SubscriberConfig], str, list[dict[str, Any]]]] = {}
+
+
+def _serialised(subscribers: Sequence[SubscriberConfig]) -> tuple[str, list[dict[str, Any]]]:
+    """(fingerprint, settings of each subscriber), computed once per loaded config."""
+    memo = _memo.get(id(subscribers))
+    if memo is not None and memo[0] is subscribers:
+        return memo[1], memo[2]
+    dumped = [s.model_dump(mode="json") for s in subscribers]
+    keyed = [[s.key, s.name, d] for s, d in zip(subscribers, dumped, strict=True)]
+    fingerprint = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
+    _memo.clear()  # one config at a time: a reloaded config replaces the old one
+    _memo[id(subscribers)] = (subscribers, fingerprint, dumped)
+    return fingerprint, dumped
+
+
+def sync(session: Session, subscribers: Sequence[SubscriberConfig], now: datetime) -> bool:
+    """Mirror config subscribers into the db (unsubscribes stored there survive config edits).
+
+    Nothing is read or written again while the configuration mirrored last is unchanged
+    (same fingerprint, same number of rows in config). Returns whether it wrote."""
+    fingerprint, dumped = _serialised(subscribers)
+    if settings.get(session, SYNCED) == fingerprint and session.scalar(
+        select(func.count()).select_from(SubscriberRow).where(SubscriberRow.in_config.is_(True))
+    ) == len({s.key for s in subscribers}):
+        return False
+    seen = set()
+    new_rows: list[dict] = []
+    # One query for all stored subscribers (not one per configured subscriber).
+    rows = {row.id: row for row in session.scalars(select(SubscriberRow))}
+    for sub, settings_json in zip(subscribers, dumped, strict=True):
+        seen.add(sub.key)
+        row = rows.get(sub.key)
+        if row is None:
+            new_rows.append(
+                {
+                    "id": sub.key,
+                    "name": sub.name,
+                    "settings": settings_json,
+                    "in_config": True,
+                    "updated_at": now,
+                }
+            )
+        elif row.settings != settings_json or not row.in_config or row.name != sub.name:
+            row.name, row.settings, row.in_config, row.updated_at = (
+                sub.name, settings_json, True, now,
+            )  # fmt: skip
+    for row in rows.values():
+        if row.in_config and row.id not in seen:
+            row.in_config = False
+            row.updated_at = now
+    if new_rows:
+        # Another process may insert the same subscribers at the same moment: keep theirs.
+        session.execute(_insert_ignoring_duplicates(session), new_rows)
+    session.flush()
+    settings.put(session, SYNCED, fingerprint)
+    return True
+
+
+def _insert_ignoring_duplicates(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(SubscriberRow).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(SubscriberRow).on_conflict_do_nothing()
+    return insert(SubscriberRow)
+
+
+def unsubscribed(session: Session) -> set[str]:
+    """Ids of the subscribers who unsubscribed (by their link or `doctoctoc unsubscribe`)."""
+    return set(
+        session.scalars(select(SubscriberRow.id).where(SubscriberRow.unsubscribed_at.is_not(None)))
+    )
+
+
+def blocked_handles(session: Session) -> set[str]:
+    """Handles blocked with `doctoctoc block` (as stored)."""
+    return set(session.scalars(select(BlockedAuthorRow.handle)))

@@ -1,0 +1,40 @@
+"""Every message a subscriber gets is byte-for-byte what it was before delivery was reworked
+for scale (issue 14), and every shape parses cleanly with the standard library."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+
+import pytest
+
+from .golden import GOLDEN, all_messages
+
+
+@pytest.fixture(scope="module")
+def messages() -> dict[str, bytes]:
+    return all_messages()
+
+
+def test_the_sample_covers_every_shape(messages):
+    names = set(messages)
+    assert {p.name for p in GOLDEN.iterdir()} == names
+    assert sum(n.startswith("pipeline.") for n in names) >= 6
+    assert any(n.endswith(".txt") for n in names) and any(n.endswith(".eml") for n in names)
+
+
+def test_each_message_has_exactly_the_stored_bytes(messages):
+    different = [n for n, data in messages.items() if (GOLDEN / n).read_bytes() != data]
+    assert different == []
+
+
+def test_every_email_parses_without_defects_and_keeps_its_texts(messages):
+    for name, data in messages.items():
+        if not name.endswith(".eml"):
+            continue
+        msg = message_from_bytes(data, policy=policy.default)
+        assert msg.defects == [] and msg.get_content_type() == "multipart/alternative", name
+        assert msg["Message-ID"] and msg["Subject"] and msg["To"].addresses, name
+        for part in msg.iter_parts():
+            assert part.defects == [], name
+            assert part.get_content().strip(), name
+        assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b""), name
