@@ -159,18 +159,7 @@ class Pipeline:
                 now = self.clock()
                 for row, c in zip(rows, results, strict=True):
                     classifications.add_classification(
-                        session,
-                        row,
-                        lang=c.lang,
-                        model_version=c.model_version or self.classifier.version,
-                        is_request=c.is_request,
-                        specialty=c.specialty,
-                        specialty_scores=c.specialties,
-                        urgency=c.urgency,
-                        urgency_score=c.urgency_score,
-                        cues=c.cues,
-                        uncertain=c.uncertain,
-                        now=now,
+                        session, row, c, model_version=self.classifier.version, now=now
                     )
                 done += len(rows)
 

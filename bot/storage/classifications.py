@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -55,35 +55,38 @@ def unclassified_posts(session: Session, limit: int) -> list[PostRow]:
     )
 
 
+class Labels(Protocol):
+    """What a classifier says of a post (classifiers.Classification has these fields)."""
+
+    lang: str | None
+    model_version: str | None
+    is_request: bool
+    specialty: str | None
+    specialties: list[Any]
+    urgency: str | None
+    urgency_score: float
+    cues: list[Any]
+    uncertain: bool
+
+
 def add_classification(
-    session: Session,
-    post: PostRow,
-    *,
-    lang: str | None,
-    model_version: str,
-    is_request: bool,
-    specialty: str | None,
-    specialty_scores: list[Any],
-    urgency: str | None,
-    urgency_score: float,
-    cues: list[Any],
-    uncertain: bool,
-    now: datetime,
+    session: Session, post: PostRow, labels: Labels, *, model_version: str, now: datetime
 ) -> None:
-    """Store a post's new classification; the language it detected fills an unknown one."""
-    if post.lang is None and lang:
-        post.lang = lang
+    """Store a post's new classification (`model_version` when the labels name none); the
+    language it detected fills an unknown one."""
+    if post.lang is None and labels.lang:
+        post.lang = labels.lang
     session.add(
         ClassificationRow(
             post_id=post.id,
-            model_version=model_version,
-            is_request=is_request,
-            specialty=specialty,
-            specialty_scores=specialty_scores,
-            urgency=urgency,
-            urgency_score=urgency_score,
-            cues=cues,
-            uncertain=uncertain,
+            model_version=labels.model_version or model_version,
+            is_request=labels.is_request,
+            specialty=labels.specialty,
+            specialty_scores=labels.specialties,
+            urgency=labels.urgency,
+            urgency_score=labels.urgency_score,
+            cues=labels.cues,
+            uncertain=labels.uncertain,
             created_at=now,
         )
     )

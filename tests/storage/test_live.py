@@ -13,6 +13,7 @@ from bot.storage.classifications import add_classification, unclassified_posts
 from bot.storage.live import is_live_case
 from bot.storage.models import PostRow
 from bot.storage.posts import mark_deleted, recent_top_level, store_posts
+from classifiers.types import Classification
 
 from .test_storage import T0, make_post
 
@@ -47,11 +48,8 @@ def _store_mixed(db) -> dict[str, int]:
 def _classify_all_as_requests(db) -> None:
     with db.session() as s:
         for row in s.scalars(select(PostRow)):
-            add_classification(
-                s, row, lang=None, model_version="v", is_request=True, specialty="pediatrics",
-                specialty_scores=[], urgency="routine", urgency_score=0.1, cues=[],
-                uncertain=False, now=T0,
-            )  # fmt: skip
+            labels = Classification(True, "pediatrics", [], "routine", 0.1)
+            add_classification(s, row, labels, model_version="v", now=T0)
 
 
 def test_only_the_first_copy_of_a_live_top_level_post_is_a_case(any_db):
