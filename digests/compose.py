@@ -11,7 +11,7 @@ from datetime import datetime
 from bot.core.config import LoadedConfig
 from bot.core.config_models import SubscriberConfig
 from bot.storage.deliveries import PostCache
-from digests.render import Digest, DigestItem, SharedRenderer
+from digests.render import ContentKey, Digest, DigestItem, SharedRenderer
 from digests.tokens import correction_token, unsubscribe_token, viewer_token
 
 URGENCY_ORDER = {"urgent": 0, "soon": 1, "routine": 2}
@@ -67,7 +67,7 @@ class Composer:
         answered = answered[: max(0, sub.max_items - len(shown))]
         more = len(open_items) - len(shown)
         spec = "all" if sub.specialties == "all" else ",".join(sub.specialties)
-        content_key = (
+        content_key = ContentKey(
             sub.language[0], kind, more,
             tuple(id(it) for it in shown), tuple(id(it) for it in answered),
         )  # fmt: skip
