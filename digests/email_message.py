@@ -107,7 +107,7 @@ def _body(text: str) -> bytes | None:
     """The body as the library writes an 8bit text part, or None when it would not (pure
     ASCII: 7bit; a line over 998 bytes: quoted-printable or base64)."""
     lines = text.encode("utf-8").splitlines()
-    if text.isascii() or max((len(x) for x in lines), default=0) > POLICY.max_line_length:
+    if text.isascii() or max(map(len, lines), default=0) > POLICY.max_line_length:
         return None
     return b"\r\n".join(lines) + b"\r\n"
 

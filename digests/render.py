@@ -229,6 +229,9 @@ _NAME = f"N{_NONCE}N"
 _SPECIALTIES = f"S{_NONCE}S"
 _URL = f"https://x{_NONCE}.invalid/"
 _PLACEHOLDER = re.compile(rf"{_NAME}|{_SPECIALTIES}|{re.escape(_URL)}(?:u|m|c\d+)")
+_SPLIT = re.compile(f"({_PLACEHOLDER.pattern})")  # split(): placeholders at odd places
+_MARK = f"\x00{_NONCE}\x00"  # where the skeleton of a digest takes an item block
+_MARKS = re.compile(rf"{_MARK}(\d+){_MARK}")
 
 
 class ContentKey(NamedTuple):
@@ -249,12 +252,15 @@ class SharedRenderer:
     templates run once with placeholders in their place (per `content_key`, which must name
     everything else the digest shows), and each message gets its own values, transformed
     exactly as the templates would (one line, control characters out, HTML-escaped). With a
-    ContentKey, each item's block is rendered once too, and digests are assembled from them.
+    ContentKey, each item's block is rendered once too, and each distinct content is put
+    together from the blocks and a skeleton (the templates run once per shape of digest).
     """
 
     def __init__(self, max_entries: int = 2048):
         self.max_entries = max_entries
-        self._cache: OrderedDict[Hashable, tuple[str, str, str]] = OrderedDict()
+        # content key -> (subject, text, html): texts split around their placeholders
+        self._cache: OrderedDict[Hashable, tuple[str, list[str], list[str]]] = OrderedDict()
+        self._skeletons: dict[tuple, tuple[list, list, list[tuple[str, int]]]] = {}
         self._parts: dict[tuple, str] = {}
         self.renders = 0
 
@@ -267,7 +273,7 @@ class SharedRenderer:
             return render_email(digest)  # links left out (or a post twice): render it whole
         cached = self._cache.get(content_key)
         if cached is None:
-            cached = render_email(self._masked(digest), self._part_of(digest, content_key))
+            cached = self._assemble(self._masked(digest), content_key)
             self.renders += 1
             self._cache[content_key] = cached
             if len(self._cache) > self.max_entries:
@@ -281,35 +287,61 @@ class SharedRenderer:
         html_values[_NAME] = str(escape(_finalize(digest.subscriber_name)))
         text_values[_SPECIALTIES] = str(_finalize(digest.specialties))
         html_values[_SPECIALTIES] = str(escape(text_values[_SPECIALTIES]))
-        return (
-            subject_line,
-            _PLACEHOLDER.sub(lambda m: text_values[m.group()], text),
-            _PLACEHOLDER.sub(lambda m: html_values[m.group()], html),
-        )
+        return subject_line, _filled(text, text_values), _filled(html, html_values)
 
-    def _part_of(self, digest: Digest, content_key: Hashable) -> Part:
-        """Item blocks with a placeholder link, each rendered once per item key."""
-        items = digest.all_items
+    def _assemble(self, masked: Digest, content_key: Hashable) -> tuple[str, list, list]:
+        """The masked digest's (subject, text, html): its skeleton filled with item blocks."""
+        items = masked.all_items
         keys: tuple[Hashable, ...] = ()
         if isinstance(content_key, ContentKey):
             keys = content_key.shown + content_key.answered
-        key_of = {id(it): key for it, key in zip(items, keys, strict=False)}
         if len(keys) != len(items):
-            key_of = {}
-        stamp = digest.generated_at
+            keys = (None,) * len(items)  # not named: rendered, not kept
+        shape = (masked.language, masked.kind, len(masked.items), len(masked.answered))
+        shape += (masked.more, masked.generated_at)
+        skeleton = self._skeletons.get(shape)
+        if skeleton is None:
+            skeleton = self._skeletons[shape] = self._skeleton(masked)
+        text, html, calls = skeleton
+        ctx = _context(masked)
+        blocks = [self._block(name, ctx, items[pos], keys[pos]) for name, pos in calls]
+
+        def fill(segments: list) -> list[str]:
+            out = list(segments)
+            out[1::2] = [blocks[k] for k in segments[1::2]]
+            return _SPLIT.split("".join(out))
+
+        return subject(masked), fill(text), fill(html)
+
+    def _block(self, name: str, ctx: dict, it: DigestItem, key: Hashable) -> str:
+        full = (name, key, ctx["lang"], ctx["d"].generated_at)
+        found = self._parts.get(full) if key is not None else None
+        if found is None:
+            masked = replace(it, correction_url=f"{_URL}c{it.post_id}")
+            found = _render_part(name, ctx, masked)
+            if key is not None:
+                self._parts[full] = found
+        return found
+
+    @staticmethod
+    def _skeleton(masked: Digest) -> tuple[list, list, list[tuple[str, int]]]:
+        """The templates with a marker for each item block: (text, html) split around the
+        markers (odd places: the block's number), and each block's (template, item)."""
+        position = {id(it): pos for pos, it in enumerate(masked.all_items)}
+        calls: list[tuple[str, int]] = []
 
         def part(name: str, ctx: dict, it: DigestItem) -> str:
-            key = key_of.get(id(it))
-            full = (name, key, ctx["lang"], stamp)
-            found = self._parts.get(full) if key is not None else None
-            if found is None:
-                masked = replace(it, correction_url=f"{_URL}c{it.post_id}")
-                found = _render_part(name, ctx, masked)
-                if key is not None:
-                    self._parts[full] = found
-            return found
+            calls.append((name, position[id(it)]))
+            return Markup(f"{_MARK}{len(calls) - 1}{_MARK}")
 
-        return part
+        _, text, html = render_email(masked, part)
+
+        def split(rendered: str) -> list:
+            segments: list = _MARKS.split(rendered)
+            segments[1::2] = [int(k) for k in segments[1::2]]
+            return segments
+
+        return split(text), split(html), calls
 
     @staticmethod
     def _masked(digest: Digest) -> Digest:
@@ -321,3 +353,10 @@ class SharedRenderer:
             more_url=_URL + "m",
             rendered=None,
         )
+
+
+def _filled(segments: list[str], values: dict[str, str]) -> str:
+    """Text split around placeholders (odd places), with each placeholder's value."""
+    out = list(segments)
+    out[1::2] = [values[p] for p in segments[1::2]]
+    return "".join(out)
