@@ -50,6 +50,7 @@ def message_id(digest: Digest, domain: str) -> str:
     return f"<{digest_hash}.{digest.subscriber_id[:40]}@{domain}>"
 
 
+@lru_cache(maxsize=64)
 def domain_of(sender: str) -> str:
     address = parseaddr(sender)[1]
     return address.rsplit("@", 1)[1] if "@" in address else "doctoctoc-bot.local"

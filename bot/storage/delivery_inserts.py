@@ -7,31 +7,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, insert, text
+from sqlalchemy import insert
 
-from bot.storage.models import DeliveryRow, UtcDateTime
+from bot.storage.models import DeliveryRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-ROWS_PER_STATEMENT = 10_000  # PostgreSQL: rows per INSERT ... SELECT FROM unnest(...)
-
-_NEW_COLUMNS = ("subscriber_id", "post_id", "channel", "kind", "reason", "due_at")
-_INSERT = (
-    "INSERT INTO deliveries (subscriber_id, post_id, channel, kind, reason, due_at, "
-    "status, attempts, created_at, updated_at) "
-)
-# PostgreSQL: the rows as arrays, one statement (and one round trip) for thousands of rows.
-_PG_INSERT = text(
-    _INSERT + "SELECT v.*, 'pending', 0, :now, :now FROM unnest(CAST(:subs AS varchar[]), "
-    "CAST(:posts AS integer[]), CAST(:channels AS varchar[]), CAST(:kinds AS varchar[]), "
-    "CAST(:reasons AS varchar[]), CAST(:dues AS timestamptz[])) AS v"
-).bindparams(bindparam("now", type_=UtcDateTime()))
+_COLUMNS = "subscriber_id, post_id, channel, kind, reason, due_at, status, attempts, created_at, updated_at"
+_INSERT = f"INSERT INTO deliveries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+_PG_COPY = f"COPY deliveries ({_COLUMNS}) FROM STDIN"
 
 
 def insert_many(session: Session, rows: list[dict]) -> None:
-    """Insert new pending deliveries (each row: _NEW_COLUMNS, and `created_at` = `updated_at`,
-    the same for all). SQLite: the driver's executemany; PostgreSQL: arrays through unnest."""
+    """Insert new pending deliveries (dicts of column values; `created_at` = `updated_at`,
+    the same for all). SQLite: the driver's executemany; PostgreSQL: COPY."""
     if not rows:
         return
     conn = session.connection()
@@ -42,19 +32,15 @@ def insert_many(session: Session, rows: list[dict]) -> None:
     ):
         session.execute(insert(DeliveryRow.__table__), rows)
         return
-    if conn.dialect.name == "postgresql":
-        for first in range(0, len(rows), ROWS_PER_STATEMENT):
-            batch = rows[first : first + ROWS_PER_STATEMENT]
-            subs, posts, channels, kinds, reasons, dues = (
-                [r[c] for r in batch] for c in _NEW_COLUMNS
-            )
-            dues = [d if d.tzinfo else d.replace(tzinfo=UTC) for d in dues]
-            conn.execute(
-                _PG_INSERT.bindparams(
-                    now=now, subs=subs, posts=posts, channels=channels,
-                    kinds=kinds, reasons=reasons, dues=dues,
-                )
-            )  # fmt: skip
+    if conn.dialect.name == "postgresql":  # COPY: the rows streamed in one command
+        now = now if now.tzinfo else now.replace(tzinfo=UTC)
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(_PG_COPY) as copy:
+            for r in rows:
+                due = r["due_at"] if r["due_at"].tzinfo else r["due_at"].replace(tzinfo=UTC)
+                copy.write_row(
+                    (r["subscriber_id"], r["post_id"], r["channel"], r["kind"], r["reason"],
+                     due, "pending", 0, now, now)
+                )  # fmt: skip
         return
     stamp = _stamper(conn.dialect)
     created = stamp(now)
@@ -63,7 +49,7 @@ def insert_many(session: Session, rows: list[dict]) -> None:
          stamp(r["due_at"]), created, created)
         for r in rows
     ]  # fmt: skip
-    conn.exec_driver_sql(_INSERT + "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)", params)
+    conn.exec_driver_sql(_INSERT, params)
 
 
 def _stamper(dialect: Any) -> Callable[[datetime], Any]:
