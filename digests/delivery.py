@@ -3,7 +3,7 @@
 Due deliveries are grouped into one message per (subscriber, channel, kind). Messages are
 claimed (`sending`, committed) in batches before any network call, sent, then settled in
 one transaction per batch: `sent`, or back to `pending` with exponential backoff, then
-`failed`. Batches start at one message and double, up to 256 messages for e-mail and 8 for
+`failed`. Batches start at one message and double, up to 1024 messages for e-mail and 8 for
 direct messages. After a crash, `sending` rows older than `delivery.sending_timeout` are
 reconciled per channel: e-mail is resent with the same Message-ID; DMs are never resent
 (at most once) and are marked failed.
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FlushResult", "backoff", "build_digest", "claim", "flush", "reconcile"]
 log = logging.getLogger(__name__)
-EMAIL_BATCH = 256  # messages claimed and settled per transaction (resent after a crash)
+EMAIL_BATCH = 1024  # messages claimed and settled per transaction (resent after a crash)
 DM_BATCH = 8  # direct messages: a crash mid-batch fails them all (never resent)
 
 

@@ -50,6 +50,7 @@ def message_id(digest: Digest, domain: str) -> str:
     return f"<{digest_hash}.{digest.subscriber_id[:40]}@{domain}>"
 
 
+@lru_cache(maxsize=64)
 def domain_of(sender: str) -> str:
     address = parseaddr(sender)[1]
     return address.rsplit("@", 1)[1] if "@" in address else "doctoctoc-bot.local"
@@ -107,7 +108,7 @@ def _body(text: str) -> bytes | None:
     """The body as the library writes an 8bit text part, or None when it would not (pure
     ASCII: 7bit; a line over 998 bytes: quoted-printable or base64)."""
     lines = text.encode("utf-8").splitlines()
-    if text.isascii() or max((len(x) for x in lines), default=0) > POLICY.max_line_length:
+    if text.isascii() or max(map(len, lines), default=0) > POLICY.max_line_length:
         return None
     return b"\r\n".join(lines) + b"\r\n"
 

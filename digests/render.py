@@ -10,11 +10,12 @@ import re
 import secrets
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
@@ -147,10 +148,15 @@ def _env(html: bool) -> Environment:
     return env
 
 
-def _context(digest: Digest) -> dict:
+Part = Callable[[str, dict, "DigestItem"], str]
+
+
+def _context(digest: Digest, part: Part | None = None) -> dict:
+    """The templates' names. `part(template, context, item)` renders one item's block
+    (default: the item template; SharedRenderer gives blocks rendered once per cycle)."""
     lang = digest.language
     s = strings(lang)
-    return {
+    ctx: dict = {
         "d": digest,
         "s": s,
         "lang": lang,
@@ -160,6 +166,14 @@ def _context(digest: Digest) -> dict:
         "age": lambda it: age_text(lang, digest.age_seconds(it)),
         "count": len(digest.items) + len(digest.answered) + digest.more,
     }
+    render_part = part or _render_part
+    ctx["part"] = lambda name, it: render_part(name, ctx, it)
+    return ctx
+
+
+def _render_part(name: str, ctx: dict, item: DigestItem) -> Markup:
+    """One item's block, as the template's loop would write it (Markup: written as is)."""
+    return Markup(_env(name.endswith(".html.j2")).get_template(name).render(ctx, it=item))
 
 
 def subject(digest: Digest) -> str:
@@ -179,9 +193,9 @@ def subject(digest: Digest) -> str:
     return one_line(s[key].format(count=count), 120)
 
 
-def render_email(digest: Digest) -> tuple[str, str, str]:
+def render_email(digest: Digest, part: Part | None = None) -> tuple[str, str, str]:
     """(subject, plain text, html)."""
-    ctx = _context(digest)
+    ctx = _context(digest, part)
     text = _env(False).get_template("email.txt.j2").render(**ctx)
     html = _env(True).get_template("email.html.j2").render(**ctx)
     return subject(digest), text, html
@@ -215,6 +229,20 @@ _NAME = f"N{_NONCE}N"
 _SPECIALTIES = f"S{_NONCE}S"
 _URL = f"https://x{_NONCE}.invalid/"
 _PLACEHOLDER = re.compile(rf"{_NAME}|{_SPECIALTIES}|{re.escape(_URL)}(?:u|m|c\d+)")
+_SPLIT = re.compile(f"({_PLACEHOLDER.pattern})")  # split(): placeholders at odd places
+_MARK = f"\x00{_NONCE}\x00"  # where the skeleton of a digest takes an item block
+_MARKS = re.compile(rf"{_MARK}(\d+){_MARK}")
+
+
+class ContentKey(NamedTuple):
+    """Everything a digest shows but the subscriber's own parts; `shown` and `answered` name
+    its items (the same key, the same block of the e-mail)."""
+
+    language: str
+    kind: str
+    more: int
+    shown: tuple[Hashable, ...]
+    answered: tuple[Hashable, ...]
 
 
 class SharedRenderer:
@@ -223,23 +251,29 @@ class SharedRenderer:
     Most digests of a cycle differ only by the subscriber's name, specialties and links: the
     templates run once with placeholders in their place (per `content_key`, which must name
     everything else the digest shows), and each message gets its own values, transformed
-    exactly as the templates would (one line, control characters out, HTML-escaped).
+    exactly as the templates would (one line, control characters out, HTML-escaped). With a
+    ContentKey, each item's block is rendered once too, and each distinct content is put
+    together from the blocks and a skeleton (the templates run once per shape of digest).
     """
 
     def __init__(self, max_entries: int = 2048):
         self.max_entries = max_entries
-        self._cache: OrderedDict[Hashable, tuple[str, str, str]] = OrderedDict()
+        # content key -> (subject, text, html): texts split around their placeholders
+        self._cache: OrderedDict[Hashable, tuple[str, list[str], list[str]]] = OrderedDict()
+        self._skeletons: dict[tuple, tuple[list, list, list[tuple[str, int]]]] = {}
+        self._parts: dict[tuple, str] = {}
         self.renders = 0
 
     def render(self, digest: Digest, content_key: Hashable) -> tuple[str, str, str]:
+        items = digest.all_items
         urls = {"u": digest.unsubscribe_url, "m": digest.more_url}
-        for i, it in enumerate(digest.all_items):
-            urls[f"c{i}"] = it.correction_url or ""
-        if not all(is_http(u) for u in urls.values()):
-            return render_email(digest)  # links left out of the message: render it whole
+        for it in items:
+            urls[f"c{it.post_id}"] = it.correction_url or ""
+        if len(urls) != len(items) + 2 or not all(is_http(u) for u in urls.values()):
+            return render_email(digest)  # links left out (or a post twice): render it whole
         cached = self._cache.get(content_key)
         if cached is None:
-            cached = render_email(self._masked(digest))
+            cached = self._assemble(self._masked(digest), content_key)
             self.renders += 1
             self._cache[content_key] = cached
             if len(self._cache) > self.max_entries:
@@ -253,25 +287,76 @@ class SharedRenderer:
         html_values[_NAME] = str(escape(_finalize(digest.subscriber_name)))
         text_values[_SPECIALTIES] = str(_finalize(digest.specialties))
         html_values[_SPECIALTIES] = str(escape(text_values[_SPECIALTIES]))
-        return (
-            subject_line,
-            _PLACEHOLDER.sub(lambda m: text_values[m.group()], text),
-            _PLACEHOLDER.sub(lambda m: html_values[m.group()], html),
-        )
+        return subject_line, _filled(text, text_values), _filled(html, html_values)
+
+    def _assemble(self, masked: Digest, content_key: Hashable) -> tuple[str, list, list]:
+        """The masked digest's (subject, text, html): its skeleton filled with item blocks."""
+        items = masked.all_items
+        keys: tuple[Hashable, ...] = ()
+        if isinstance(content_key, ContentKey):
+            keys = content_key.shown + content_key.answered
+        if len(keys) != len(items):
+            keys = (None,) * len(items)  # not named: rendered, not kept
+        shape = (masked.language, masked.kind, len(masked.items), len(masked.answered))
+        shape += (masked.more, masked.generated_at)
+        skeleton = self._skeletons.get(shape)
+        if skeleton is None:
+            skeleton = self._skeletons[shape] = self._skeleton(masked)
+        text, html, calls = skeleton
+        ctx = _context(masked)
+        blocks = [self._block(name, ctx, items[pos], keys[pos]) for name, pos in calls]
+
+        def fill(segments: list) -> list[str]:
+            out = list(segments)
+            out[1::2] = [blocks[k] for k in segments[1::2]]
+            return _SPLIT.split("".join(out))
+
+        return subject(masked), fill(text), fill(html)
+
+    def _block(self, name: str, ctx: dict, it: DigestItem, key: Hashable) -> str:
+        full = (name, key, ctx["lang"], ctx["d"].generated_at)
+        found = self._parts.get(full) if key is not None else None
+        if found is None:
+            masked = replace(it, correction_url=f"{_URL}c{it.post_id}")
+            found = _render_part(name, ctx, masked)
+            if key is not None:
+                self._parts[full] = found
+        return found
+
+    @staticmethod
+    def _skeleton(masked: Digest) -> tuple[list, list, list[tuple[str, int]]]:
+        """The templates with a marker for each item block: (text, html) split around the
+        markers (odd places: the block's number), and each block's (template, item)."""
+        position = {id(it): pos for pos, it in enumerate(masked.all_items)}
+        calls: list[tuple[str, int]] = []
+
+        def part(name: str, ctx: dict, it: DigestItem) -> str:
+            calls.append((name, position[id(it)]))
+            return Markup(f"{_MARK}{len(calls) - 1}{_MARK}")
+
+        _, text, html = render_email(masked, part)
+
+        def split(rendered: str) -> list:
+            segments: list = _MARKS.split(rendered)
+            segments[1::2] = [int(k) for k in segments[1::2]]
+            return segments
+
+        return split(text), split(html), calls
 
     @staticmethod
     def _masked(digest: Digest) -> Digest:
-        n = len(digest.items)
         return replace(
             digest,
             subscriber_name=_NAME,
             specialties=_SPECIALTIES,
             unsubscribe_url=_URL + "u",
             more_url=_URL + "m",
-            items=[replace(it, correction_url=f"{_URL}c{i}") for i, it in enumerate(digest.items)],
-            answered=[
-                replace(it, correction_url=f"{_URL}c{n + i}")
-                for i, it in enumerate(digest.answered)
-            ],
             rendered=None,
         )
+
+
+def _filled(segments: list[str], values: dict[str, str]) -> str:
+    """Text split around placeholders (odd places), with each placeholder's value."""
+    out = list(segments)
+    out[1::2] = [values[p] for p in segments[1::2]]
+    return "".join(out)

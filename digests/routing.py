@@ -15,7 +15,7 @@ from bot.core.config import LoadedConfig
 from bot.core.config_models import SubscriberConfig
 from bot.core.labels import urgency_at_least
 from bot.core.post import normalize_handle
-from bot.storage import deliveries, subscribers
+from bot.storage import deliveries, delivery_inserts, subscribers
 from digests.schedule import in_quiet_hours, next_digest_time, quiet_hours_end
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def route_posts(
                 continue
             kind, due = due_time(sub, post, c, reason, now)
             new_rows += delivery_rows(sub, post.id, kind, reason, due, now, existing)
-    deliveries.insert_many(session, new_rows)
+    delivery_inserts.insert_many(session, new_rows)
     result.deliveries = len(new_rows)
     return result
 
@@ -202,7 +202,7 @@ def add_deliveries(
     rows = delivery_rows(
         sub, post_id, kind, reason, due, now, existing_deliveries(session, [post_id])
     )
-    deliveries.insert_many(session, rows)
+    delivery_inserts.insert_many(session, rows)
     return len(rows)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import bindparam, case, func, or_, select, text, update
 
 from bot.storage.classifications import latest_classifications
 from bot.storage.models import ClassificationRow, DeliveryRow, PostRow, UtcDateTime
@@ -300,12 +300,6 @@ def existing(session: Session, post_ids: list[int]) -> set[tuple[str, int, str]]
             )
         )
     return out
-
-
-def insert_many(session: Session, rows: list[dict]) -> None:
-    """Insert new pending deliveries (SQLAlchemy Core, the driver's executemany path)."""
-    if rows:
-        session.execute(insert(DeliveryRow.__table__), rows)
 
 
 def unanswered_urgent(session: Session, since: datetime) -> list[tuple[PostRow, ClassificationRow]]:

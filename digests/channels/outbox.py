@@ -29,11 +29,14 @@ class OutboxChannel(Channel):
         to = subscriber.email or f"{re.sub(r'[^a-z0-9.-]+', '-', subscriber.key)}@outbox.invalid"
         try:
             data = email_bytes(digest, sender=self.sender, to=to)
-            # Private: digests name patients' situations and carry signed links.
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             name = f"{digest.generated_at:%Y%m%dT%H%M%S}-{digest.kind}-{_safe(digest.subscriber_id)}-{_safe(digest.message_key)[-12:]}.eml"
             target = self.dir / name
-            _write_atomic(target, data)
+            try:
+                _write_atomic(target, data)
+            except FileNotFoundError:  # no folder yet (or removed): made, then written
+                # Private: digests name patients' situations and carry signed links.
+                self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                _write_atomic(target, data)
         except (OSError, ValueError) as exc:
             return SendResult.failure(f"cannot write to outbox {self.dir}: {exc}")
         return SendResult.success(str(target))
@@ -45,8 +48,12 @@ def _write_atomic(target: Path, data: bytes) -> None:
     tmp = target.with_suffix(".tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ many messages, each distinct content rendered once, subscribers mirrored only on
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from email import message_from_bytes, policy
 
@@ -15,7 +16,7 @@ from bot.storage.models import DeliveryRow, SubscriberRow
 from digests.channels.base import Channel, SendResult
 from digests.channels.outbox import OutboxChannel
 from digests.email_message import email_bytes
-from digests.render import SharedRenderer, render_email
+from digests.render import ContentKey, SharedRenderer, render_email
 
 from .golden import _digest, _item
 from .helpers import T0, add_request, make_config
@@ -191,6 +192,27 @@ def test_each_distinct_content_is_rendered_once_and_personalised_exactly():
         ]
         assert renderer.render(d, "same content") == render_email(d), name
     assert renderer.renders == 1
+
+
+def test_item_blocks_are_rendered_once_and_assembled_into_exactly_the_same_digests():
+    renderer = SharedRenderer()
+    shared = [
+        _item(1, "Plaque ? #DocTocToc", "soon"),
+        _item(2, "Lésion qui saigne <b>x</b> & co #DocTocToc", answer_count=2),
+        _item(3, "Fièvre \u202e et toux #DocTocToc", "routine", cues=["fièvre"]),
+    ]
+    combos = [[0, 1, 2], [2, 0], [1], [0, 2], [2, 1, 0]]
+    for n, combo in enumerate(combos):
+        for lang, kind in (("fr", "digest"), ("en", "digest"), ("fr", "alert")):
+            chosen = [shared[i] for i in combo]
+            d = _digest([], name=f"Dr {n}", subscriber_id=f"s{n}", kind=kind, lang=lang)
+            d.items = [replace(it, correction_url=f"https://b.example/c/{n}.{it.post_id}")
+                       for it in chosen[:-1]]  # fmt: skip
+            d.answered = [replace(chosen[-1], correction_url=f"https://b.example/a/{n}")]
+            key = ContentKey(lang, kind, 0, tuple(id(it) for it in chosen[:-1]), (id(chosen[-1]),))
+            assert renderer.render(d, key) == render_email(d), (n, lang, kind)
+    assert renderer.renders == len(combos) * 3
+    assert len(renderer._parts) <= 3 * 2 * 2 * 2  # items x languages x sections x formats
 
 
 def test_the_subscriber_mirror_is_rewritten_only_when_the_config_changes(tmp_path, db):
