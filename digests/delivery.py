@@ -19,20 +19,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.core.config import LoadedConfig
-from bot.core.config_models import SubscriberConfig
 from bot.storage import deliveries
 from bot.storage.db import Database
 from bot.storage.deliveries import Failure, claim, load_posts
 from digests.channels.base import Channel, SendResult
 from digests.compose import Composer, Route
-from digests.render import Digest
 from digests.routing import active_subscribers
 from digests.tokens import resolve_secret
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["FlushResult", "backoff", "build_digest", "claim", "flush", "reconcile"]
+__all__ = ["FlushResult", "backoff", "claim", "flush", "reconcile"]
 log = logging.getLogger(__name__)
 EMAIL_BATCH = 1024  # messages claimed and settled per transaction (resent after a crash)
 DM_BATCH = 8  # direct messages: a crash mid-batch fails them all (never resent)
@@ -205,21 +203,3 @@ class _Sender:
             log.warning(
                 "delivery to %s by %s failed, will retry: %s", sub.key, channel.name, outcome.error
             )
-
-
-def build_digest(
-    session: Session,
-    loaded: LoadedConfig,
-    sub: SubscriberConfig,
-    kind: str,
-    pairs: list[tuple[int, str]],
-    key: str,
-    secret: bytes,
-    now: datetime,
-) -> Digest:
-    """The digest of (post id, routing reason) pairs for one subscriber."""
-    posts = load_posts(session, {post_id for post_id, _ in pairs})
-    composer = Composer(
-        loaded, secret, now, posts, lambda post_id: deliveries.answer_texts(session, post_id)
-    )
-    return composer.compose(sub, kind, pairs, key)[0]

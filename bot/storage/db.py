@@ -1,4 +1,4 @@
-"""Engine, sessions and migrations. SQLite (WAL) by default, any SQLAlchemy URL works."""
+"""Engine, sessions and migrations. SQLite (WAL) by default, or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -62,7 +62,13 @@ class Database:
             conn.execute(text("SELECT 1"))
 
 
+SUPPORTED = ("sqlite", "postgresql")
+
+
 def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    backend = make_url(url).get_backend_name()
+    if backend not in SUPPORTED:  # the queue's claims use SQLite's or PostgreSQL's own SQL
+        raise ValueError(f"{backend} is not supported: use SQLite or PostgreSQL")
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""

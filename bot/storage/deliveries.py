@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, case, func, or_, select, text, update
+from sqlalchemy import bindparam, func, or_, select, text, update
 
 from bot.storage.classifications import latest_classifications
 from bot.storage.models import ClassificationRow, DeliveryRow, PostRow, UtcDateTime
@@ -129,27 +129,13 @@ def _still_pending(dialect: Any, ids: list[int]) -> tuple:
 def _claim_on(conn: Any, ids: list[int], key: str, now: datetime) -> Claimed:
     values = {"status": "sending", "message_key": key, "updated_at": now}
     pending = _still_pending(conn.dialect, ids)
-    if conn.dialect.update_returning:
-        stmt = (
-            update(DeliveryRow)
-            .where(*pending)
-            .values(**values)
-            .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
-        )
-        rows = [tuple(r) for r in conn.execute(stmt)]
-    else:  # no UPDATE ... RETURNING (MySQL): lock, then update what was locked
-        rows = [
-            tuple(r)
-            for r in conn.execute(
-                select(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
-                .where(*pending)
-                .with_for_update(skip_locked=True)
-            )
-        ]
-        if rows:
-            conn.execute(
-                update(DeliveryRow).where(DeliveryRow.id.in_([r[0] for r in rows])).values(**values)
-            )
+    stmt = (
+        update(DeliveryRow)
+        .where(*pending)
+        .values(**values)
+        .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
+    )
+    rows = [tuple(r) for r in conn.execute(stmt)]
     return sorted(rows)  # type: ignore[arg-type]
 
 
@@ -169,8 +155,6 @@ def claim_batch(db: Database, groups: list[tuple[list[int], str]], now: datetime
 
     One UPDATE ... RETURNING per 500 deliveries, each row getting its message's key."""
     with db.engine.begin() as conn:
-        if not conn.dialect.update_returning:
-            return [_claim_on(conn, ids, key, now) for ids, key in groups]
         key_of = {row_id: key for ids, key in groups for row_id in ids}
         got: dict[int, tuple[int, int, str]] = {}
         for chunk in _chunks(sorted(key_of)):
@@ -194,25 +178,19 @@ def _claim_keyed(conn: Any, keys: dict[int, str], now: datetime) -> Any:
     if conn.dialect.name == "postgresql":
         stmt = _PG_CLAIM.bindparams(now=now, ids=list(keys), keys=list(keys.values()))
         return conn.execute(stmt)
-    if conn.dialect.name == "sqlite":
-        stamp = DeliveryRow.__table__.c.updated_at.type._cached_bind_processor(conn.dialect)
-        rows = ", ".join(["(?, ?)"] * len(keys))
-        sql = (
-            f"UPDATE deliveries SET status = 'sending', updated_at = ?, message_key = v.column2 "
-            f"FROM (VALUES {rows}) AS v WHERE deliveries.id = v.column1 "
-            f"AND deliveries.status = 'pending' "
-            f"RETURNING deliveries.id, deliveries.post_id, deliveries.reason"
-        )
-        params = [stamp(now) if stamp else now]
-        for pair in keys.items():
-            params.extend(pair)
-        return conn.exec_driver_sql(sql, tuple(params))
-    return conn.execute(
-        update(DeliveryRow)
-        .where(*_still_pending(conn.dialect, list(keys)))
-        .values(status="sending", updated_at=now, message_key=case(keys, value=DeliveryRow.id))
-        .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
+    # SQLite (the only other supported database, bot.storage.db.SUPPORTED)
+    stamp = DeliveryRow.__table__.c.updated_at.type._cached_bind_processor(conn.dialect)
+    rows = ", ".join(["(?, ?)"] * len(keys))
+    sql = (
+        f"UPDATE deliveries SET status = 'sending', updated_at = ?, message_key = v.column2 "
+        f"FROM (VALUES {rows}) AS v WHERE deliveries.id = v.column1 "
+        f"AND deliveries.status = 'pending' "
+        f"RETURNING deliveries.id, deliveries.post_id, deliveries.reason"
     )
+    params = [stamp(now) if stamp else now]
+    for pair in keys.items():
+        params.extend(pair)
+    return conn.exec_driver_sql(sql, tuple(params))
 
 
 @dataclass

@@ -190,3 +190,16 @@ def test_classification_subscriber_delivery_and_cursor(any_db):
         assert cursors.get_cursor(s, "mastodon:x") == "12345"
         [h] = cursors.health(s, {"mastodon:x": timedelta(minutes=30)}, T0 + timedelta(hours=1))
         assert not h.healthy and h.last_error == "HTTP 500"
+
+
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_with_a_clear_error():
+    import pytest
+
+    from bot.core.errors import StorageError
+    from bot.storage.db import Database
+
+    with pytest.raises(StorageError) as err:
+        Database("mysql://bot:secret@db.example.org/doctoctoc")
+    message = str(err.value)
+    assert "mysql is not supported: use SQLite or PostgreSQL" in message
+    assert "secret" not in message  # the password is masked in the error

@@ -261,7 +261,8 @@ def test_student_link_hides_authors(site):
 
 
 def test_student_digest_more_link_carries_the_viewer_token(tmp_path, db):
-    from digests.delivery import build_digest
+    from bot.storage.deliveries import answer_texts, load_posts
+    from digests.compose import Composer
     from tests.digests.helpers import make_config
     from tests.web.conftest import SUBSCRIBERS
 
@@ -269,8 +270,9 @@ def test_student_digest_more_link_carries_the_viewer_token(tmp_path, db):
     [claire, sam] = loaded.config.subscribers
     pid = add_request(db, "s1", "Eczéma ? #DocTocToc", "dermatology", "routine")
     with db.session() as s:
-        d_sam = build_digest(s, loaded, sam, "student", [(pid, "student")], "k", SECRET, T0)
-        d_claire = build_digest(s, loaded, claire, "digest", [(pid, "specialty")], "k2", SECRET, T0)
+        composer = Composer(loaded, SECRET, T0, load_posts(s, {pid}), lambda i: answer_texts(s, i))
+        d_sam = composer.compose(sam, "student", [(pid, "student")], "k")[0]
+        d_claire = composer.compose(claire, "digest", [(pid, "specialty")], "k2")[0]
     assert d_sam.more_url.endswith(f"/cases?specialty=all&v={sign(SECRET, 'viewer', 'sam')}")
     assert d_claire.more_url == "https://bot.example.org/cases?specialty=dermatology"
 
