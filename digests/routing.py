@@ -16,6 +16,7 @@ from bot.core.config_models import SubscriberConfig
 from bot.core.labels import urgency_at_least
 from bot.core.post import normalize_handle
 from bot.storage import deliveries, delivery_inserts, subscribers
+from bot.storage.live import is_live_case
 from digests.schedule import in_quiet_hours, next_digest_time, quiet_hours_end
 
 if TYPE_CHECKING:
@@ -52,12 +53,8 @@ def blocked_handles(session: Session, loaded: LoadedConfig) -> set[str]:
 
 
 def is_routable(post: PostRow) -> bool:
-    return (
-        not post.deleted
-        and post.answer_to_id is None
-        and post.reply_to is None
-        and post.duplicate_of_id is None
-    )
+    """Only live cases are routed (not deleted, not a reply, not a cross-network copy)."""
+    return is_live_case(post)
 
 
 def matches(sub: SubscriberConfig, post: PostRow, c: ClassificationRow) -> str | None:
