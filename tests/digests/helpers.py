@@ -15,6 +15,8 @@ from bot.storage.posts import store_posts
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)  # a Friday, 10:00 in Paris
 
 
+TEST_SECRET = "s3cret"  # the link-signing secret of every test config (made up)
+
 def make_config(
     tmp_path: Path, subscribers: str, channels: str = "outbox: {dir: outbox}", extra: str = ""
 ) -> LoadedConfig:
@@ -37,7 +39,7 @@ delivery:
 """
     path = tmp_path / "config.yaml"
     path.write_text(text, encoding="utf-8")
-    return load_config(path, env={"TEST_SECRET": "s3cret", "SMTP_PASSWORD": "pw"})
+    return load_config(path, env={"TEST_SECRET": TEST_SECRET, "SMTP_PASSWORD": "pw"})
 
 
 def add_request(
