@@ -17,6 +17,7 @@ T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)  # a Friday, 10:00 in Paris
 
 TEST_SECRET = "s3cret"  # the link-signing secret of every test config (made up)
 
+
 def make_config(
     tmp_path: Path, subscribers: str, channels: str = "outbox: {dir: outbox}", extra: str = ""
 ) -> LoadedConfig:
