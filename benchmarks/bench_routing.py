@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from bot.storage.posts import store_posts  # noqa: E402
 from digests.channels import build_channels  # noqa: E402
 from digests.channels.base import Channel, SendResult  # noqa: E402
 from digests.email_message import build_email  # noqa: E402
+from tests.pg import scratch_schema  # noqa: E402
 
 COMMAND = ".venv/bin/python benchmarks/bench_routing.py"
 
@@ -139,22 +139,13 @@ def database(url: str | None, folder: Path) -> Iterator[Database]:
         yield db
         db.dispose()
         return
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in url else "?"
-    db = Database(f"{url}{sep}options=-csearch_path%3D{schema}")
-    try:
-        db.upgrade()
-        yield db
-    finally:
-        db.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(url, prefix="bench") as scratch:
+        db = Database(scratch)
+        try:
+            db.upgrade()
+            yield db
+        finally:
+            db.dispose()
 
 
 def bench_routing(
@@ -322,7 +313,7 @@ def main() -> None:
     )  # fmt: skip
     if not args.no_latency:
         bench_alert_latency()
-    print(f"reproduce with: {COMMAND} --subscribers {args.subscribers} --requests {args.requests}")
+    print(f"reproduce with: {COMMAND} {' '.join(sys.argv[1:])}".rstrip())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, text
 
 from bot.storage.db import Database
+from tests.pg import scratch_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("DOCTOCTOC_TEST_POSTGRES_URL")
@@ -27,20 +26,13 @@ POSTGRES_URL = os.environ.get("DOCTOCTOC_TEST_POSTGRES_URL")
 def _postgres_database() -> Iterator[Database]:
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL not configured: set DOCTOCTOC_TEST_POSTGRES_URL (.ci/run does)")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    db = Database(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
-    try:
-        db.upgrade()
-        yield db
-    finally:
-        db.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(POSTGRES_URL) as url:
+        db = Database(url)
+        try:
+            db.upgrade()
+            yield db
+        finally:
+            db.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

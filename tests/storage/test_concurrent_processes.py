@@ -20,6 +20,7 @@ from bot.storage.models import ClassificationRow, PostRow, SubscriberRow
 from digests.routing import sync_subscribers
 from tests.conftest import ROOT, _postgres_database
 from tests.digests.helpers import T0
+from tests.pg import scratch_schema
 from tests.test_pipeline import post, replay, replay_file
 
 
@@ -120,57 +121,49 @@ def test_two_processes_classify_each_post_once(tmp_path, pg):
 def test_two_run_once_processes_on_an_empty_database(tmp_path):
     """The audit's case end to end: two `doctoctoc run --once` started together on an empty
     PostgreSQL database both succeed, and every post is classified once."""
-    import os
-    import subprocess
-    import sys
-    import uuid
-
-    from sqlalchemy import create_engine, text
-
     from tests.conftest import POSTGRES_URL
 
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL not configured: set DOCTOCTOC_TEST_POSTGRES_URL (.ci/run does)")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    url = f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with scratch_schema(POSTGRES_URL) as url:
+        _two_processes(tmp_path, url)
+
+
+def _two_processes(tmp_path, url: str) -> None:
+    """Run both processes on `url`, then check that each post was classified once."""
+    import os
+    import subprocess
+    import sys
+
+    config = (ROOT / "config.yaml").read_text()
+    config = config.replace("bot/demo/sample.jsonl", str(ROOT / "bot/demo/sample.jsonl"))
+    config = config.replace("sqlite:///doctoctoc.db", f'"{url}"')
+    procs = []
+    for name in ("a", "b"):
+        cwd = tmp_path / name
+        cwd.mkdir()
+        (cwd / "config.yaml").write_text(config, encoding="utf-8")
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("DOCTOCTOC_CONFIG", None)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", "run", "--once"],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+        )
+    results = [(p.wait(timeout=180), *p.communicate()) for p in procs]
+    for code, out, err in results:
+        assert code == 0, (out, err)
+        assert "Traceback" not in err
+    db = Database(url)
     try:
-        config = (ROOT / "config.yaml").read_text()
-        config = config.replace("bot/demo/sample.jsonl", str(ROOT / "bot/demo/sample.jsonl"))
-        config = config.replace("sqlite:///doctoctoc.db", f'"{url}"')
-        procs = []
-        for name in ("a", "b"):
-            cwd = tmp_path / name
-            cwd.mkdir()
-            (cwd / "config.yaml").write_text(config, encoding="utf-8")
-            env = dict(os.environ, PYTHONPATH=str(ROOT))
-            env.pop("DOCTOCTOC_CONFIG", None)
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "bot.cli", "run", "--once"],
-                    cwd=cwd,
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )  # fmt: skip
-            )
-        results = [(p.wait(timeout=180), *p.communicate()) for p in procs]
-        for code, out, err in results:
-            assert code == 0, (out, err)
-            assert "Traceback" not in err
-        db = Database(url)
-        try:
-            with db.session() as s:
-                classified = s.scalar(select(func.count()).select_from(ClassificationRow))
-                distinct = s.scalar(select(func.count(func.distinct(ClassificationRow.post_id))))
-        finally:
-            db.dispose()
-        assert classified == distinct > 0
+        with db.session() as s:
+            classified = s.scalar(select(func.count()).select_from(ClassificationRow))
+            distinct = s.scalar(select(func.count(func.distinct(ClassificationRow.post_id))))
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        db.dispose()
+    assert classified == distinct > 0
