@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,21 +205,41 @@ def read_knowledge(path: str | Path) -> list[Example]:
 HEADS = ("request", "specialty", "urgency")
 
 
-def real_heads(directory: Path) -> dict[str, tuple[str, ...]]:
-    """Which heads learn from each real training file (`real/heads.yaml`: file stem -> list
-    of heads); a file not named there teaches the request and specialty heads."""
+def real_heads(directory: Path) -> dict[str, dict[str, float]]:
+    """Which heads learn from each real training file, at which weight (`real/heads.yaml`:
+    file stem -> a list of heads, each at weight 1, or a mapping head -> weight); a file not
+    named there teaches the request and specialty heads at weight 1."""
     path = directory / "real" / "heads.yaml"
     if not path.exists():
         return {}
     import yaml
 
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    out: dict[str, tuple[str, ...]] = {}
+    out: dict[str, dict[str, float]] = {}
     for stem, heads in raw.items():
-        if not isinstance(heads, list) or any(h not in HEADS for h in heads):
-            raise InputError(f"{path}: {stem}: expected a list of heads among {', '.join(HEADS)}")
-        out[str(stem)] = tuple(heads)
+        if isinstance(heads, list):
+            heads = {h: 1.0 for h in heads} if all(isinstance(h, str) for h in heads) else None
+        if (
+            not isinstance(heads, dict)
+            or any(h not in HEADS for h in heads)
+            or any(isinstance(w, bool) or not isinstance(w, int | float) or w <= 0
+                   for w in heads.values())
+        ):  # fmt: skip
+            raise InputError(
+                f"{path}: {stem}: expected a list of heads among {', '.join(HEADS)}, "
+                "or a mapping of those heads to positive weights"
+            )
+        out[str(stem)] = {str(h): float(w) for h, w in heads.items()}
     return out
+
+
+def _by_weight(heads: dict[str, float]) -> list[tuple[float, str]]:
+    """Heads grouped by weight, in HEADS order: [(weight, "request+urgency"), ...]."""
+    groups: dict[float, list[str]] = {}
+    for h in HEADS:
+        if h in heads:
+            groups.setdefault(heads[h], []).append(h)
+    return [(w, "+".join(hs)) for w, hs in groups.items()]
 
 
 def load_extra(data_dir: str | Path | None = None) -> list[Example]:
@@ -234,11 +254,12 @@ def load_extra(data_dir: str | Path | None = None) -> list[Example]:
     heads = real_heads(directory)
     for path in sorted(directory.glob(REAL_GLOB)):
         stem = path.name.removesuffix(".train.jsonl")
-        used = heads.get(stem, ("request", "specialty"))
+        groups = _by_weight(heads.get(stem, {"request": 1.0, "specialty": 1.0}))
         for ex in read_jsonl(path):
-            ex.source = "real:" + "+".join(used)
-            ex.id = f"{stem}:{ex.id}"
-            out.append(ex)
+            for n, (weight, used) in enumerate(groups):
+                suffix = "" if n == 0 else f"@{used}"  # one copy per weight, own id
+                out.append(replace(ex, id=f"{stem}:{ex.id}{suffix}", source=f"real:{used}",
+                                   weight=ex.weight * weight))  # fmt: skip
     return out
 
 

@@ -149,6 +149,29 @@ def test_each_real_file_teaches_only_the_heads_named_for_it(tmp_path):
         load_extra(tmp_path)
 
 
+def test_a_real_file_can_teach_each_head_at_its_own_weight(tmp_path):
+    from classifiers.corpus import teaches
+
+    (tmp_path / "real").mkdir()
+    row = {"id": "v1", "text": "Patient with toothache, what do you think?", "lang": "en",
+           "is_request": True, "specialty": "ent", "alt_specialties": [], "urgency": "soon"}  # fmt: skip
+    (tmp_path / "real" / "ed.train.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    heads = "ed: {request: 1.0, urgency: 1.0, specialty: 0.3}\n"
+    (tmp_path / "real" / "heads.yaml").write_text(heads, encoding="utf-8")
+    full, light = load_extra(tmp_path)
+    assert [h for h in ("request", "specialty", "urgency") if teaches(full, h)] == [
+        "request",
+        "urgency",
+    ]
+    assert [h for h in ("request", "specialty", "urgency") if teaches(light, h)] == ["specialty"]
+    assert (full.weight, light.weight) == (1.0, 0.3)
+    assert full.id != light.id and full.text == light.text
+    for bad in ("ed: {specialty: 0}\n", "ed: {specialty: yes}\n", "ed: {colour: 1}\n"):
+        (tmp_path / "real" / "heads.yaml").write_text(bad, encoding="utf-8")
+        with pytest.raises(InputError, match="heads.yaml: ed"):
+            load_extra(tmp_path)
+
+
 # --- the shipped model on the posts that issue 10 found dropped or under-triaged ----------
 
 RED_FLAG_CASES = [
