@@ -161,9 +161,7 @@ class _Sender:
     def _send_batch(
         self, channel: Channel, batch: list[Route], after_claim: Callable[[], None] | None
     ) -> None:
-        claimed = deliveries.claim_batch(
-            self.db, [(r.messages, r.key) for r in batch], self.now
-        )
+        claimed = deliveries.claim_batch(self.db, [(r.messages, r.key) for r in batch], self.now)
         if after_claim is not None:
             after_claim()
         self._load_missing(claimed)

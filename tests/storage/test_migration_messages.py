@@ -92,9 +92,16 @@ def test_upgrade_makes_one_message_per_key_or_due_time_and_keeps_every_status(ol
         messages = s.scalars(select(MessageRow).order_by(MessageRow.id)).all()
         items = s.execute(
             select(
-                DeliveryRow.subscriber_id, DeliveryRow.post_id, DeliveryRow.channel,
-                DeliveryRow.kind, DeliveryRow.status, DeliveryRow.attempts, DeliveryRow.due_at,
-                DeliveryRow.message_key, DeliveryRow.last_error, DeliveryRow.sent_at,
+                DeliveryRow.subscriber_id,
+                DeliveryRow.post_id,
+                DeliveryRow.channel,
+                DeliveryRow.kind,
+                DeliveryRow.status,
+                DeliveryRow.attempts,
+                DeliveryRow.due_at,
+                DeliveryRow.message_key,
+                DeliveryRow.last_error,
+                DeliveryRow.sent_at,
             )  # fmt: skip
         ).all()
         members = {
@@ -129,6 +136,4 @@ def test_downgrade_gives_each_delivery_its_status_back(old_db):
             text(f"SELECT {COLUMNS} FROM deliveries ORDER BY subscriber_id, post_id, channel")
         ).all()
     assert len(rows) == len(OLD_ROWS)
-    assert {(r[0], r[1], r[4], r[7]) for r in rows} == {
-        (r[0], r[1], r[4], r[7]) for r in OLD_ROWS
-    }
+    assert {(r[0], r[1], r[4], r[7]) for r in rows} == {(r[0], r[1], r[4], r[7]) for r in OLD_ROWS}
