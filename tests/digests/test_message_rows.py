@@ -50,8 +50,9 @@ def _mails(folder) -> dict[str, list[tuple[str, int]]]:
     return out
 
 
+@pytest.mark.usefixtures("killed_before_settling")
 def test_an_email_of_two_message_rows_killed_midway_is_resent_whole_with_its_message_id(
-    tmp_path, db, killed_before_settling
+    tmp_path, db
 ):
     loaded = routed_twice(tmp_path, db)
     outbox = OutboxChannel(loaded.config.channels.outbox, base_dir=tmp_path)
@@ -76,9 +77,8 @@ def test_an_email_of_two_message_rows_killed_midway_is_resent_whole_with_its_mes
     assert flush_with(loaded, db, outbox, later + timedelta(hours=1)).messages == 0
 
 
-def test_direct_messages_of_two_rows_killed_midway_are_never_resent(
-    tmp_path, db, killed_before_settling
-):
+@pytest.mark.usefixtures("killed_before_settling")
+def test_direct_messages_of_two_rows_killed_midway_are_never_resent(tmp_path, db):
     loaded = routed_twice(tmp_path, db)
     later = T0 + timedelta(hours=2)
     with pytest.raises(Killed):
