@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
@@ -197,8 +198,13 @@ class DeliveryRow(Base):
     message: Mapped[MessageRow] = relationship()
 
 
+def _read_only(target: Any, value: Any, _old: Any, initiator: Any) -> None:
+    raise AttributeError(f"a delivery's {initiator.key} is its message's: set it there")
+
+
 for _name in ("status", "attempts", "due_at", "message_key", "last_error", "updated_at", "sent_at"):
     setattr(DeliveryRow, _name, _of_message(getattr(MessageRow, _name)))
+    event.listen(getattr(DeliveryRow, _name), "set", _read_only)
 
 
 class CursorRow(Base):
