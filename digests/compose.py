@@ -24,7 +24,8 @@ class Route:
     channel: str
     kind: str  # alert | digest | student
     key: str  # the message key (the e-mail's Message-ID is derived from it)
-    ids: list[int]
+    ids: list[int]  # its deliveries (items)
+    messages: list[int]  # the message rows they hang from (claimed and settled together)
 
 
 class Composer:

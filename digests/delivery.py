@@ -1,8 +1,9 @@
-"""The delivery loop: exactly-once sending from the deliveries queue (bot/storage/deliveries).
+"""The delivery loop: exactly-once sending from the message queue (bot/storage/deliveries).
 
-Due deliveries are grouped into one message per (subscriber, channel, kind). Messages are
-claimed (`sending`, committed) in batches before any network call, sent, then settled in
-one transaction per batch: `sent`, or back to `pending` with exponential backoff, then
+Due messages are grouped into one message per (subscriber, channel, kind, key): the
+message rows routing made in several cycles go out as one. Their rows are claimed
+(`sending`, committed) in batches before any network call, sent, then settled in one
+transaction per batch: `sent`, or back to `pending` with exponential backoff, then
 `failed`. Batches start at one message and double, up to 1024 messages for e-mail and 8 for
 direct messages. After a crash, `sending` rows older than `delivery.sending_timeout` are
 reconciled per channel: e-mail is resent with the same Message-ID; DMs are never resent
@@ -96,26 +97,30 @@ def flush(
     with db.session() as session:
         reconcile(session, loaded, channels, now, only_channel)
         subs = {s.key: s for s in active_subscribers(session, loaded)}
-        groups: dict[tuple[str, str, str, str | None], list[int]] = defaultdict(list)
-        dropped: dict[str, list[int]] = defaultdict(list)
+        groups: dict[tuple[str, str, str, str | None], tuple[list[int], set[int]]] = {}
+        dropped: dict[str, dict[int, list[int]]] = defaultdict(dict)
         post_ids: set[int] = set()
         for row in deliveries.due(session, now, force=force, only_channel=only_channel):
             if row.post_deleted:
-                dropped["post deleted at its source"].append(row.id)
+                dropped["post deleted at its source"].setdefault(row.message_id, []).append(row.id)
             elif row.subscriber_id not in subs:
-                dropped["unsubscribed or removed from config"].append(row.id)
+                gone = dropped["unsubscribed or removed from config"]
+                gone.setdefault(row.message_id, []).append(row.id)
             elif row.channel in channels:  # a disabled channel's items wait until it works
-                groups[(row.subscriber_id, row.channel, row.kind, row.message_key)].append(row.id)
+                key = (row.subscriber_id, row.channel, row.kind, row.message_key)
+                ids, messages = groups.setdefault(key, ([], set()))
+                ids.append(row.id)
+                messages.add(row.message_id)
                 post_ids.add(row.post_id)
-        for reason, ids in dropped.items():
-            deliveries.drop(session, ids, reason, now)
-            result.dropped += len(ids)
+        for reason, items in dropped.items():
+            result.dropped += deliveries.drop(session, items, reason, now)
         secret = resolve_secret(session, loaded.config.web.secret)
         posts = load_posts(session, post_ids)
     routes = [
-        Route(subs[sub_id], channel, kind, key or _new_key(sub_id, channel, kind, now, ids), ids)
-        for (sub_id, channel, kind, key), ids in groups.items()
-    ]
+        Route(subs[sub_id], channel, kind, key or _new_key(sub_id, channel, kind, now, ids),
+              ids, sorted(messages))
+        for (sub_id, channel, kind, key), (ids, messages) in groups.items()
+    ]  # fmt: skip
     sender = _Sender(db, loaded, channels, now, result, posts, secret)
     sender.send_all(routes, after_claim)
     return result
@@ -137,6 +142,7 @@ class _Sender:
                 return deliveries.answer_texts(session, post_id)
 
         self.composer = Composer(loaded, secret, now, posts, answers)
+        self.posts = posts
 
     def send_all(self, routes: list[Route], after_claim: Callable[[], None] | None) -> None:
         by_channel: dict[str, list[Route]] = defaultdict(list)
@@ -155,15 +161,18 @@ class _Sender:
     def _send_batch(
         self, channel: Channel, batch: list[Route], after_claim: Callable[[], None] | None
     ) -> None:
-        claimed = deliveries.claim_batch(self.db, [(r.ids, r.key) for r in batch], self.now)
+        claimed = deliveries.claim_batch(self.db, [(r.messages, r.key) for r in batch], self.now)
         if after_claim is not None:
             after_claim()
-        sent: list[int] = []
+        self._load_missing(claimed)
+        sent: list[int] = []  # message rows
         failures: list[Failure] = []
         try:
-            for route, rows in zip(batch, claimed, strict=True):
+            for route, (messages, rows) in zip(batch, claimed, strict=True):
                 if rows:
-                    self._send_one(channel, route, rows, sent, failures)
+                    self._send_one(channel, route, messages, rows, sent, failures)
+                else:
+                    sent.extend(messages)  # nothing left in them (cannot happen: no empty rows)
         finally:  # even on KeyboardInterrupt: what went out is recorded as sent
             deliveries.settle(
                 self.db, sent, failures, self.now,
@@ -171,7 +180,15 @@ class _Sender:
                 backoff=lambda attempts: backoff(attempts, self.loaded),
             )  # fmt: skip
 
-    def _send_one(self, channel, route, rows, sent, failures) -> None:
+    def _load_missing(self, claimed: list[deliveries.Claimed]) -> None:
+        """Posts of claimed items not loaded by the flush's first read (an item can only
+        leave a message meanwhile, so this finds none; kept for safety)."""
+        missing = {post_id for _, rows in claimed for _, post_id, _ in rows} - self.posts.keys()
+        if missing:
+            with self.db.session() as session:
+                self.posts.update(load_posts(session, missing))
+
+    def _send_one(self, channel, route, messages, rows, sent, failures) -> None:
         sub = route.subscriber
         ids = [row_id for row_id, _, _ in rows]
         digest, content_key = self.composer.compose(
@@ -185,14 +202,14 @@ class _Sender:
             log.exception("channel %s crashed", channel.name)
             outcome = SendResult.failure(f"channel error: {exc!r}")
         if outcome.ok:
-            sent.extend(ids)
+            sent.extend(messages)
             self.result.sent.append((sub.key, channel.name, route.kind, len(ids)))
             log.info(
                 "sent %s to %s by %s (%d items): %s",
                 route.kind, sub.key, channel.name, len(ids), outcome.detail,
             )  # fmt: skip
             return
-        failures.append(Failure(ids, outcome.error or "", outcome.retryable))
+        failures.append(Failure(messages, outcome.error or "", outcome.retryable))
         if not outcome.retryable:
             self.result.failed += len(ids)
             log.warning(

@@ -1,7 +1,8 @@
 """Route classified requests to subscribers: who gets what, on which channel, and when.
 
 Each (subscriber, post, channel) becomes at most one row of the deliveries table
-(unique constraint): routing the same post twice never sends it twice.
+(unique constraint): routing the same post twice never sends it twice. Each delivery hangs
+from a pending message (bot/storage/delivery_inserts), the unit the delivery loop sends.
 """
 
 from __future__ import annotations
@@ -177,11 +178,8 @@ def delivery_rows(
                 "channel": channel,
                 "kind": kind,
                 "reason": reason,
-                "status": "pending",
-                "attempts": 0,
                 "due_at": due,
                 "created_at": now,
-                "updated_at": now,
             }
         )
     return rows

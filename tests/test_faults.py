@@ -177,7 +177,7 @@ def test_status_shows_retry_reason_and_next_try(tmp_path):
     result = doctoctoc("run", "--once", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     with database.session() as s:
-        row = s.scalars(select(DeliveryRow).limit(1)).one()
+        row = s.scalars(select(DeliveryRow).limit(1)).one().message  # holds the send status
         row.status, row.attempts = "pending", 2
         row.last_error = "SMTP error 451: greylisted"
         row.due_at = row.updated_at + timedelta(minutes=4)

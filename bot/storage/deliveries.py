@@ -1,8 +1,12 @@
-"""The deliveries table as an exactly-once queue: add, find due, claim, settle, reconcile.
+"""The messages and deliveries tables as an exactly-once queue: find due, claim, settle,
+reconcile, move items between messages (dropped, released early).
 
-A delivery is claimed (`sending`, committed) before the network call and settled (`sent`,
-back to `pending` with a backoff, or `failed`) after it. Claims and settlements go in
+A message row (the items of one subscriber, channel and kind routed together, its
+deliveries) is claimed (`sending`, committed) before the network call and settled (`sent`,
+back to `pending` with a backoff, or `failed`) after it; one e-mail may carry several rows
+(routed in different cycles), which then share its key. Claims and settlements go in
 batches: one transaction for many messages, each row re-checked `pending` when claimed.
+Deliveries are written only by routing and by the rare moves, never per send.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy import bindparam, delete, or_, select, text, update
 
 from bot.storage.classifications import latest_classifications
-from bot.storage.models import ClassificationRow, DeliveryRow, PostRow, UtcDateTime
+from bot.storage.models import ClassificationRow, DeliveryRow, MessageRow, PostRow, UtcDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -24,8 +28,10 @@ if TYPE_CHECKING:
 
 CHUNK = 500  # ids per IN (...) list
 
-Claimed = list[tuple[int, int, str]]  # (delivery id, post id, routing reason)
+Item = tuple[int, int, str]  # (delivery id, post id, routing reason)
+Claimed = tuple[list[int], list[Item]]  # the message rows claimed, and their items
 PostCache = dict[int, tuple[PostRow, "ClassificationRow | None"]]
+FINISHED = ("sent", "failed", "dropped")
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class DueDelivery:
     kind: str
     message_key: str | None
     post_deleted: bool  # also True when the post is gone from the database
+    message_id: int
 
 
 def _chunks(ids: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -51,16 +58,16 @@ def reconcile(
     resend: Callable[[str], bool],
     only_channel: str | None = None,
 ) -> int:
-    """Settle deliveries left `sending` longer than `timeout` by a crash.
+    """Settle messages left `sending` longer than `timeout` by a crash.
 
     `resend(channel)` says whether that channel's messages may go again (e-mail: yes, with
     the same Message-ID, the key is kept; direct messages: no, marked failed)."""
-    query = select(DeliveryRow).where(
-        DeliveryRow.status == "sending", DeliveryRow.updated_at <= now - timeout
+    query = select(MessageRow).where(
+        MessageRow.status == "sending", MessageRow.updated_at <= now - timeout
     )
     if only_channel is not None:
-        query = query.where(DeliveryRow.channel == only_channel)
-    rows = session.scalars(query).all()
+        query = query.where(MessageRow.channel == only_channel)
+    rows = session.scalars(query.with_for_update()).all()
     for row in rows:
         if resend(row.channel):
             row.status = "pending"  # message_key kept: same Message-ID on the resend
@@ -76,116 +83,148 @@ def reconcile(
 def due(
     session: Session, now: datetime, *, force: bool = False, only_channel: str | None = None
 ) -> list[DueDelivery]:
-    """Pending deliveries due now, in id order (`force`: all pending never tried yet, too)."""
-    conditions = [DeliveryRow.status == "pending"]
+    """The items of pending messages due now, in delivery id order (`force`: of all pending
+    messages never tried yet, too)."""
+    conditions = [MessageRow.status == "pending"]
     if force:
         # --now flushes everything pending, but a failed send still waits for its backoff.
-        conditions.append(or_(DeliveryRow.attempts == 0, DeliveryRow.due_at <= now))
+        conditions.append(or_(MessageRow.attempts == 0, MessageRow.due_at <= now))
     else:
-        conditions.append(DeliveryRow.due_at <= now)
+        conditions.append(MessageRow.due_at <= now)
     if only_channel is not None:
-        conditions.append(DeliveryRow.channel == only_channel)
+        conditions.append(MessageRow.channel == only_channel)
     rows = session.execute(
         select(
             DeliveryRow.id,
-            DeliveryRow.subscriber_id,
+            MessageRow.subscriber_id,
             DeliveryRow.post_id,
-            DeliveryRow.channel,
-            DeliveryRow.kind,
-            DeliveryRow.message_key,
+            MessageRow.channel,
+            MessageRow.kind,
+            MessageRow.message_key,
             PostRow.deleted,
+            MessageRow.id,
         )
+        .join(DeliveryRow, DeliveryRow.message_id == MessageRow.id)
         .outerjoin(PostRow, PostRow.id == DeliveryRow.post_id)
         .where(*conditions)
         .order_by(DeliveryRow.id)
     ).all()
     return [
-        DueDelivery(row_id, sub, post, channel, kind, key, deleted is None or bool(deleted))
-        for row_id, sub, post, channel, kind, key, deleted in rows
+        DueDelivery(row_id, sub, post, ch, kind, key, deleted is None or bool(deleted), msg)
+        for row_id, sub, post, ch, kind, key, deleted, msg in rows
     ]
 
 
-def drop(session: Session, ids: list[int], reason: str, now: datetime) -> None:
-    """Mark still-pending deliveries `dropped` (post deleted, subscriber gone)."""
-    for chunk in _chunks(ids):
-        session.execute(
-            update(DeliveryRow)
-            .where(*_still_pending(session.get_bind().dialect, list(chunk)))
-            .values(status="dropped", updated_at=now, last_error=reason)
-            .execution_options(synchronize_session=False)
-        )
+def drop(session: Session, items: dict[int, list[int]], reason: str, now: datetime) -> int:
+    """Take these deliveries ({message id: delivery ids}) out of their messages, if still
+    pending, into a `dropped` message each (post deleted, subscriber gone); how many."""
+    dropped = {"status": "dropped", "last_error": reason}
+    return move_items(session, items, now, lambda _old: dropped, claimed_too=True)
 
 
-def _still_pending(dialect: Any, ids: list[int]) -> tuple:
-    """WHERE terms for "these deliveries, if nobody has claimed them meanwhile"."""
-    pending = DeliveryRow.status == "pending"
-    if dialect.name == "sqlite":
-        # Without this hint SQLite walks the (status, due_at) index over every pending row
-        # instead of looking the ids up by primary key: quadratic in the backlog.
-        pending = func.likely(pending)
-    return DeliveryRow.id.in_(ids), pending
+def move_items(
+    session: Session,
+    items: dict[int, list[int]],
+    now: datetime,
+    change: Callable[[MessageRow], dict[str, Any]],
+    *,
+    claimed_too: bool = False,
+) -> int:
+    """Move deliveries ({message id: delivery ids}) from their messages, if these are still
+    pending (and never claimed, unless `claimed_too`), into a new message each: a copy of
+    the old one with `change` applied. The old messages are locked first (PostgreSQL), so a
+    claim waits and sees the move. A message left without items is deleted. Returns how
+    many deliveries moved."""
+    moved = 0
+    for chunk in _chunks(sorted(items)):
+        query = select(MessageRow).where(MessageRow.id.in_(chunk), MessageRow.status == "pending")
+        if not claimed_too:
+            query = query.where(MessageRow.message_key.is_(None))
+        locked = session.scalars(query.with_for_update()).all()
+        for old in locked:
+            new = MessageRow(
+                subscriber_id=old.subscriber_id, channel=old.channel, kind=old.kind,
+                status=old.status, attempts=old.attempts, due_at=old.due_at,
+                message_key=old.message_key, created_at=old.created_at, updated_at=now,
+            )  # fmt: skip
+            for name, value in change(old).items():
+                setattr(new, name, value)
+            session.add(new)
+            session.flush()
+            ids = items[old.id]
+            session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id.in_(ids), DeliveryRow.message_id == old.id)
+                .values(message_id=new.id)
+                .execution_options(synchronize_session=False)
+            )
+            moved += len(ids)
+        _delete_empty(session, [m.id for m in locked])
+    return moved
 
 
-def _claim_on(conn: Any, ids: list[int], key: str, now: datetime) -> Claimed:
-    values = {"status": "sending", "message_key": key, "updated_at": now}
-    pending = _still_pending(conn.dialect, ids)
-    stmt = (
-        update(DeliveryRow)
-        .where(*pending)
-        .values(**values)
-        .returning(DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
+def _delete_empty(session: Session, message_ids: list[int]) -> None:
+    items = select(DeliveryRow.id).where(DeliveryRow.message_id == MessageRow.id).exists()
+    session.execute(
+        delete(MessageRow)
+        .where(MessageRow.id.in_(message_ids), ~items)
+        .execution_options(synchronize_session=False)
     )
-    rows = [tuple(r) for r in conn.execute(stmt)]
-    return sorted(rows)  # type: ignore[arg-type]
 
 
-def claim(db: Database, ids: list[int], key: str, now: datetime) -> Claimed:
-    """Mark still-pending deliveries `sending` in one short transaction; return what we got.
-
-    Another bot process (PostgreSQL) may claim the same rows at the same moment: the
-    `status = 'pending'` condition is re-checked under the row lock, so each row is claimed
-    by exactly one process. Returns (delivery id, post id, reason) per claimed row.
-    """
-    with db.engine.begin() as conn:
-        return _claim_on(conn, ids, key, now)
+def claim(db: Database, message_ids: list[int], key: str, now: datetime) -> Claimed:
+    """Claim one message (its rows, if still pending): see `claim_batch`."""
+    return claim_batch(db, [(message_ids, key)], now)[0]
 
 
 def claim_batch(db: Database, groups: list[tuple[list[int], str]], now: datetime) -> list[Claimed]:
-    """Claim several messages' deliveries in one transaction (see `claim`), one list each.
+    """Mark still-pending message rows `sending` with their message's key, in one short
+    transaction; return per message the rows claimed and their items (deliveries).
 
-    One UPDATE ... RETURNING per 500 deliveries, each row getting its message's key."""
+    Another bot process may claim the same rows at the same moment: `status = 'pending'` is
+    re-checked under the row lock (PostgreSQL) or the write lock (SQLite), so each row is
+    claimed by exactly one process. One UPDATE ... RETURNING per 500 message rows."""
     with db.engine.begin() as conn:
         key_of = {row_id: key for ids, key in groups for row_id in ids}
-        got: dict[int, tuple[int, int, str]] = {}
+        got: set[int] = set()
         for chunk in _chunks(sorted(key_of)):
-            claimed = _claim_keyed(conn, {i: key_of[i] for i in chunk}, now)
-            got.update((r[0], (r[0], r[1], r[2])) for r in claimed)
-        return [sorted(got[i] for i in ids if i in got) for ids, _ in groups]
+            got.update(r[0] for r in _claim_keyed(conn, {i: key_of[i] for i in chunk}, now))
+        items: dict[int, list[Item]] = {}
+        for chunk in _chunks(sorted(got)):
+            rows = conn.execute(
+                select(DeliveryRow.message_id, DeliveryRow.id, DeliveryRow.post_id, DeliveryRow.reason)
+                .where(DeliveryRow.message_id.in_(chunk))
+            )  # fmt: skip
+            for message_id, row_id, post_id, reason in rows:
+                items.setdefault(message_id, []).append((row_id, post_id, reason))
+        out: list[Claimed] = []
+        for ids, _key in groups:
+            mine = sorted(i for i in ids if i in got)
+            out.append((mine, sorted(item for i in mine for item in items.get(i, []))))
+        return out
 
 
 # PostgreSQL: the rows joined to two arrays (one compiled statement, whatever the batch).
 _PG_CLAIM = text(
-    "UPDATE deliveries SET status = 'sending', updated_at = :now, message_key = v.vkey "
+    "UPDATE messages SET status = 'sending', updated_at = :now, message_key = v.vkey "
     "FROM unnest(CAST(:ids AS integer[]), CAST(:keys AS varchar[])) AS v(vid, vkey) "
-    "WHERE deliveries.id = v.vid AND deliveries.status = 'pending' "
-    "RETURNING deliveries.id, deliveries.post_id, deliveries.reason"
+    "WHERE messages.id = v.vid AND messages.status = 'pending' RETURNING messages.id"
 ).bindparams(bindparam("now", type_=UtcDateTime()))
 
 
 def _claim_keyed(conn: Any, keys: dict[int, str], now: datetime) -> Any:
-    """Claim these rows if still pending, each with its own key (UPDATE ... RETURNING):
+    """Claim these message rows if still pending, each with its key (UPDATE ... RETURNING):
     joined to arrays of (id, key) on PostgreSQL, to a VALUES list on SQLite."""
     if conn.dialect.name == "postgresql":
         stmt = _PG_CLAIM.bindparams(now=now, ids=list(keys), keys=list(keys.values()))
         return conn.execute(stmt)
     # SQLite (the only other supported database, bot.storage.db.SUPPORTED)
-    stamp = DeliveryRow.__table__.c.updated_at.type._cached_bind_processor(conn.dialect)
+    stamp = MessageRow.__table__.c.updated_at.type._cached_bind_processor(conn.dialect)
     rows = ", ".join(["(?, ?)"] * len(keys))
     sql = (
-        f"UPDATE deliveries SET status = 'sending', updated_at = ?, message_key = v.column2 "
-        f"FROM (VALUES {rows}) AS v WHERE deliveries.id = v.column1 "
-        f"AND deliveries.status = 'pending' "
-        f"RETURNING deliveries.id, deliveries.post_id, deliveries.reason"
+        f"UPDATE messages SET status = 'sending', updated_at = ?, message_key = v.column2 "
+        f"FROM (VALUES {rows}) AS v WHERE messages.id = v.column1 "
+        f"AND messages.status = 'pending' RETURNING messages.id"
     )
     params = [stamp(now) if stamp else now]
     for pair in keys.items():
@@ -195,7 +234,7 @@ def _claim_keyed(conn: Any, keys: dict[int, str], now: datetime) -> Any:
 
 @dataclass
 class Failure:
-    ids: list[int]
+    ids: list[int]  # message rows
     error: str
     retryable: bool
 
@@ -209,20 +248,21 @@ def settle(
     max_attempts: int,
     backoff: Callable[[int], timedelta],
 ) -> None:
-    """Record a batch of outcomes in one transaction: sent rows, and failed attempts (back
-    to `pending` after `backoff(attempts)`, or `failed` when not retryable or out of tries)."""
+    """Record a batch of outcomes (message rows) in one transaction: sent, and failed
+    attempts (back to `pending` after `backoff(attempts)`, or `failed` when not retryable
+    or out of tries)."""
     if not sent and not failures:
         return
     with db.engine.begin() as conn:
         for chunk in _chunks(sent):
             conn.execute(
-                update(DeliveryRow)
-                .where(DeliveryRow.id.in_(chunk))
+                update(MessageRow)
+                .where(MessageRow.id.in_(chunk))
                 .values(status="sent", sent_at=now, last_error=None, updated_at=now)
             )
         for failure in failures:
             attempts = conn.execute(
-                select(DeliveryRow.id, DeliveryRow.attempts).where(DeliveryRow.id.in_(failure.ids))
+                select(MessageRow.id, MessageRow.attempts).where(MessageRow.id.in_(failure.ids))
             ).all()
             for row_id, tried in attempts:
                 tried += 1
@@ -235,7 +275,7 @@ def settle(
                     values["status"] = "failed"
                 else:
                     values["status"], values["due_at"] = "pending", now + backoff(tried)
-                conn.execute(update(DeliveryRow).where(DeliveryRow.id == row_id).values(**values))
+                conn.execute(update(MessageRow).where(MessageRow.id == row_id).values(**values))
 
 
 def load_posts(session: Session, post_ids: set[int]) -> PostCache:
@@ -303,22 +343,27 @@ def release_student_items(
     session: Session, now: datetime, release: Callable[[str], datetime]
 ) -> int:
     """Student deliveries still waiting whose case has been answered meanwhile go out at
-    `release(subscriber id)` when that is earlier than planned. Returns how many were found."""
-    rows = session.scalars(
-        select(DeliveryRow)
+    `release(subscriber id)` when that is earlier than planned (moved to a message due
+    then). Returns how many were found."""
+    rows = session.execute(
+        select(DeliveryRow.id, MessageRow.id, MessageRow.subscriber_id, MessageRow.due_at)
+        .join(MessageRow, MessageRow.id == DeliveryRow.message_id)
         .join(PostRow, PostRow.id == DeliveryRow.post_id)
         .where(
-            DeliveryRow.kind == "student",
-            DeliveryRow.status == "pending",
-            DeliveryRow.attempts == 0,
-            DeliveryRow.due_at > now,
+            MessageRow.kind == "student",
+            MessageRow.status == "pending",
+            MessageRow.attempts == 0,
+            MessageRow.due_at > now,
             PostRow.answer_count > 0,
         )
     ).all()
-    for row in rows:
-        when = release(row.subscriber_id)
-        if when < aware(row.due_at):
-            row.due_at = when
+    earlier: dict[tuple[int, datetime], list[int]] = {}
+    for row_id, message_id, sub, due_at in rows:
+        when = release(sub)
+        if when < aware(due_at):
+            earlier.setdefault((message_id, when), []).append(row_id)
+    for (message_id, when), ids in earlier.items():
+        move_items(session, {message_id: ids}, now, lambda old, when=when: {"due_at": when})
     return len(rows)
 
 

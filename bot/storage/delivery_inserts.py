@@ -1,5 +1,6 @@
 """New pending deliveries in bulk: a routing cycle creates a row per (subscriber, post,
-channel), hundreds of thousands at national scale, without the ORM's per-row work."""
+channel), hundreds of thousands at national scale, without the ORM's per-row work, and a
+pending message per (subscriber, channel, kind, due time) for them to hang from."""
 
 from __future__ import annotations
 
@@ -7,54 +8,89 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+from sqlalchemy import text
 
 from bot.storage.models import DeliveryRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-_COLUMNS = "subscriber_id, post_id, channel, kind, reason, due_at, status, attempts, created_at, updated_at"
-_INSERT = f"INSERT INTO deliveries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
-_PG_COPY = f"COPY deliveries ({_COLUMNS}) FROM STDIN"
+_MESSAGE = "id, subscriber_id, channel, kind, status, attempts, due_at, created_at, updated_at"
+_DELIVERY = "subscriber_id, post_id, channel, kind, reason, message_id, created_at"
+_SQLITE_MESSAGES = f"INSERT INTO messages ({_MESSAGE}) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
+_SQLITE_DELIVERIES = f"INSERT INTO deliveries ({_DELIVERY}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_PG_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, :n)"
+)
+
+MessageKey = tuple[str, str, str, datetime]  # (subscriber, channel, kind, due time)
 
 
 def insert_many(session: Session, rows: list[dict]) -> None:
-    """Insert new pending deliveries (dicts of column values; `created_at` = `updated_at`,
-    the same for all). SQLite: the driver's executemany; PostgreSQL: COPY."""
+    """Insert new pending deliveries (dicts of column values: subscriber_id, post_id,
+    channel, kind, reason, due_at, created_at) and their messages, one per (subscriber,
+    channel, kind, due time). SQLite: the driver's executemany; PostgreSQL: COPY."""
     if not rows:
         return
     conn = session.connection()
+    messages: dict[MessageKey, int] = {}
+    for r in rows:
+        messages.setdefault((r["subscriber_id"], r["channel"], r["kind"], r["due_at"]), 0)
+    ids = _new_ids(conn, len(messages))
+    for key, new_id in zip(messages, ids, strict=True):
+        messages[key] = new_id
     now = rows[0]["created_at"]
-    if conn.dialect.name not in ("sqlite", "postgresql") or any(
-        r["created_at"] != now or r["updated_at"] != now or r.get("status", "pending") != "pending"
-        for r in rows
-    ):
-        session.execute(insert(DeliveryRow.__table__), rows)
+    if conn.dialect.name == "postgresql":
+        _copy(conn, rows, messages, now)
         return
-    if conn.dialect.name == "postgresql":  # COPY: the rows streamed in one command
-        now = now if now.tzinfo else now.replace(tzinfo=UTC)
-        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(_PG_COPY) as copy:
-            for r in rows:
-                due = r["due_at"] if r["due_at"].tzinfo else r["due_at"].replace(tzinfo=UTC)
-                copy.write_row(
-                    (r["subscriber_id"], r["post_id"], r["channel"], r["kind"], r["reason"],
-                     due, "pending", 0, now, now)
-                )  # fmt: skip
-        return
+    # SQLite (the only other supported database, bot.storage.db.SUPPORTED)
     stamp = _stamper(conn.dialect)
     created = stamp(now)
+    conn.exec_driver_sql(
+        _SQLITE_MESSAGES,
+        [(i, s, ch, k, stamp(due), created, created) for (s, ch, k, due), i in messages.items()],
+    )
     params = [
         (r["subscriber_id"], r["post_id"], r["channel"], r["kind"], r["reason"],
-         stamp(r["due_at"]), created, created)
+         messages[(r["subscriber_id"], r["channel"], r["kind"], r["due_at"])],
+         stamp(r["created_at"]))
         for r in rows
     ]  # fmt: skip
-    conn.exec_driver_sql(_INSERT, params)
+    conn.exec_driver_sql(_SQLITE_DELIVERIES, params)
+
+
+def _new_ids(conn: Any, n: int) -> list[int]:
+    """Ids for n new messages: from the sequence on PostgreSQL; on SQLite after the largest
+    (the routing transaction holds the write lock: nobody else inserts meanwhile)."""
+    if conn.dialect.name == "postgresql":
+        return [row[0] for row in conn.execute(_PG_IDS, {"n": n})]
+    top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM messages").scalar()
+    return list(range(top + 1, top + 1 + n))
+
+
+def _copy(conn: Any, rows: list[dict], messages: dict[MessageKey, int], now: datetime) -> None:
+    """PostgreSQL: the messages and the deliveries streamed by COPY, one command each."""
+    now = _utc(now)
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(f"COPY messages ({_MESSAGE}) FROM STDIN") as copy:
+            for (sub, channel, kind, due), message_id in messages.items():
+                copy.write_row((message_id, sub, channel, kind, "pending", 0, _utc(due), now, now))
+        with cursor.copy(f"COPY deliveries ({_DELIVERY}) FROM STDIN") as copy:
+            for r in rows:
+                message_id = messages[(r["subscriber_id"], r["channel"], r["kind"], r["due_at"])]
+                copy.write_row(
+                    (r["subscriber_id"], r["post_id"], r["channel"], r["kind"], r["reason"],
+                     message_id, _utc(r["created_at"]))
+                )  # fmt: skip
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _stamper(dialect: Any) -> Callable[[datetime], Any]:
     """A datetime as SQLite stores it (UtcDateTime's bind processing), once per value."""
-    process = DeliveryRow.__table__.c.updated_at.type._cached_bind_processor(dialect)
+    process = DeliveryRow.__table__.c.created_at.type._cached_bind_processor(dialect)
     seen: dict[datetime, Any] = {}
 
     def stamp(value: datetime) -> Any:

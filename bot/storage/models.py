@@ -16,8 +16,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 
@@ -135,24 +137,24 @@ class SubscriberRow(Base):
     updated_at: Mapped[datetime]
 
 
-class DeliveryRow(Base):
-    """One request for one subscriber on one channel: the outbox that makes delivery exactly-once.
+class MessageRow(Base):
+    """One message to send (a digest, an alert, a direct message): the unit the queue claims
+    and settles, so that sending touches one row per message rather than one per item.
 
-    status: pending -> sending -> sent, or back to pending (retry) and finally failed.
+    status: pending -> sending -> sent, or back to pending (retry) and finally failed;
+    dropped (its items' posts deleted, its subscriber gone). Routing creates a message per
+    (subscriber, channel, kind, due time) and cycle; the delivery loop merges those due
+    together into one when it claims them. `message_key` is set at the first claim and kept
+    (the e-mail's Message-ID is derived from it: a resend after a crash reuses it).
     """
 
-    __tablename__ = "deliveries"
-    __table_args__ = (
-        UniqueConstraint("subscriber_id", "post_id", "channel", name="uq_delivery_once"),
-        Index("ix_deliveries_status_due", "status", "due_at"),
-    )
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_status_due", "status", "due_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscribers.id"), index=True)
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
     channel: Mapped[str] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(16), default="digest")  # alert | digest | escalation
-    reason: Mapped[str] = mapped_column(String(32), default="specialty")
+    kind: Mapped[str] = mapped_column(String(16), default="digest")  # alert | digest | student
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     due_at: Mapped[datetime]
@@ -161,6 +163,48 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+def _of_message(column: Any) -> Any:
+    """A message's column read through a delivery (read only: the message row holds it)."""
+    return column_property(
+        select(column)
+        .where(MessageRow.id == DeliveryRow.message_id)
+        .correlate_except(MessageRow)
+        .scalar_subquery()
+    )
+
+
+class DeliveryRow(Base):
+    """One request for one subscriber on one channel, an item of one message (`message_id`).
+
+    The unique constraint makes routing idempotent; the message row carries the send status
+    (`status`, `attempts`, `message_key`, ... below are read from it)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "post_id", "channel", name="uq_delivery_once"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16), default="digest")  # alert | digest | student
+    reason: Mapped[str] = mapped_column(String(32), default="specialty")
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    created_at: Mapped[datetime]
+
+    message: Mapped[MessageRow] = relationship()
+
+
+def _read_only(target: Any, value: Any, _old: Any, initiator: Any) -> None:
+    raise AttributeError(f"a delivery's {initiator.key} is its message's: set it there")
+
+
+for _name in ("status", "attempts", "due_at", "message_key", "last_error", "updated_at", "sent_at"):
+    setattr(DeliveryRow, _name, _of_message(getattr(MessageRow, _name)))
+    event.listen(getattr(DeliveryRow, _name), "set", _read_only)
 
 
 class CursorRow(Base):

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Text, cast, delete, null, select, update
 from sqlalchemy.orm import Session
 
-from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
+from bot.storage.models import ClassificationRow, DeliveryRow, MessageRow, PostRow
 
 
 def drop_raw_payloads(session: Session, collected_before: datetime) -> int:
@@ -21,16 +21,28 @@ def drop_raw_payloads(session: Session, collected_before: datetime) -> int:
 
 
 def delete_finished_deliveries(session: Session, updated_before: datetime) -> int:
-    """Delete sent, failed and dropped deliveries last changed before then (never pending or
-    sending ones: the exactly-once outbox needs them); how many."""
-    return session.execute(
-        delete(DeliveryRow)
-        .where(
-            DeliveryRow.status.in_(["sent", "failed", "dropped"]),
-            DeliveryRow.updated_at < updated_before,
+    """Delete sent, failed and dropped messages last changed before then, with their
+    deliveries (never pending or sending ones: the exactly-once outbox needs them); how many
+    deliveries."""
+    finished = select(MessageRow.id).where(
+        MessageRow.status.in_(["sent", "failed", "dropped"]),
+        MessageRow.updated_at < updated_before,
+    )
+    ids = list(session.scalars(finished))
+    deleted = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        deleted += session.execute(
+            delete(DeliveryRow)
+            .where(DeliveryRow.message_id.in_(chunk))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        session.execute(
+            delete(MessageRow)
+            .where(MessageRow.id.in_(chunk))
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return deleted
 
 
 def erase_deleted_posts(session: Session) -> int:

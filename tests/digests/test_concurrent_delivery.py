@@ -8,7 +8,7 @@ from sqlalchemy import event, func, select
 from bot.pipeline import Pipeline
 from bot.storage.db import Database
 from bot.storage.deliveries import claim
-from bot.storage.models import DeliveryRow
+from bot.storage.models import DeliveryRow, MessageRow
 from digests.channels.base import Channel, SendResult
 from digests.delivery import flush
 
@@ -75,7 +75,7 @@ def test_a_second_process_flushing_meanwhile_sends_each_digest_once(tmp_path, an
     assert recipients == [f"doc{i}" for i in range(6)]  # everyone once, nobody twice
     assert all(len(items) == 4 for _, items in sent)
     with any_db.session() as s:
-        assert s.scalar(select(func.count()).where(DeliveryRow.status != "sent")) == 0
+        assert s.scalar(select(func.count(DeliveryRow.id)).where(DeliveryRow.status != "sent")) == 0
 
 
 @pytest.fixture(params=["update-returning", "lock-then-update"])
@@ -92,25 +92,27 @@ def claim_path(request, any_db):
         yield any_db
 
 
-def test_claim_gives_each_pending_delivery_to_one_claimant(tmp_path, any_db, claim_path):
+def test_claim_gives_each_pending_message_to_one_claimant(tmp_path, any_db, claim_path):
     routed(tmp_path, any_db)
     with any_db.session() as s:
-        ids = sorted(s.scalars(select(DeliveryRow.id)))
+        ids = sorted(s.scalars(select(MessageRow.id)))
+        items = dict(s.execute(select(DeliveryRow.id, DeliveryRow.message_id)).all())
     other = Database(any_db.url)
-    mine = claim(any_db, ids[: len(ids) // 2 + 3], "key-a", T0)
-    theirs = claim(other, ids, "key-b", T0)
+    mine, my_items = claim(any_db, ids[: len(ids) // 2 + 1], "key-a", T0)
+    theirs, their_items = claim(other, ids, "key-b", T0)
     other.dispose()
-    assert len(mine) == len(ids) // 2 + 3
-    assert {r[0] for r in mine} | {r[0] for r in theirs} == set(ids)
-    assert not {r[0] for r in mine} & {r[0] for r in theirs}
-    assert claim(any_db, ids, "key-c", T0) == []  # nothing pending any more
+    assert len(ids) == 6 and mine == ids[:4] and theirs == ids[4:]
+    assert {r[0] for r in my_items} | {r[0] for r in their_items} == set(items)
+    assert {items[r[0]] for r in my_items} == set(mine)  # a message's items come with it
+    assert claim(any_db, ids, "key-c", T0) == ([], [])  # nothing pending any more
     with any_db.session() as s:
         keys = dict(s.execute(select(DeliveryRow.id, DeliveryRow.message_key)).all())
-    assert {keys[r[0]] for r in mine} == {"key-a"} and {keys[r[0]] for r in theirs} == {"key-b"}
+    assert {keys[r[0]] for r in my_items} == {"key-a"}
+    assert {keys[r[0]] for r in their_items} == {"key-b"}
 
 
-def test_claim_looks_deliveries_up_by_primary_key_on_sqlite(tmp_path, db):
-    # A large backlog of pending deliveries must not make each claim scan all of them.
+def test_claim_looks_messages_up_by_primary_key_on_sqlite(tmp_path, db):
+    # A large backlog of pending messages must not make each claim scan all of them.
     routed(tmp_path, db)
     statements = []
     event.listen(
@@ -119,8 +121,8 @@ def test_claim_looks_deliveries_up_by_primary_key_on_sqlite(tmp_path, db):
         lambda conn, cursor, sql, params, context, many: statements.append((sql, params)),
     )
     with db.session() as s:
-        ids = sorted(s.scalars(select(DeliveryRow.id)))[:3]
-    assert len(claim(db, ids, "key", T0)) == 3
+        ids = sorted(s.scalars(select(MessageRow.id)))[:3]
+    assert len(claim(db, ids, "key", T0)[0]) == 3
     [(sql, params)] = [(q, p) for q, p in statements if q.lstrip().upper().startswith("UPDATE")]
     with db.engine.connect() as conn:
         plan = " ".join(

@@ -12,7 +12,7 @@ from sqlalchemy import event, select
 
 from bot.pipeline import Pipeline
 from bot.storage import deliveries as queue
-from bot.storage.models import DeliveryRow, SubscriberRow
+from bot.storage.models import DeliveryRow, MessageRow, SubscriberRow
 from digests.channels.base import Channel, SendResult
 from digests.channels.outbox import OutboxChannel
 from digests.email_message import email_bytes
@@ -259,21 +259,27 @@ def test_a_batch_claim_gives_each_row_once_with_its_message_key(tmp_path, any_db
     from bot.storage.db import Database
 
     routed(tmp_path, any_db)
+    loaded = make_config(tmp_path, SUBSCRIBERS)  # a second routing cycle: more message rows
+    add_request(any_db, "9", "Cas 9: question ? #DocTocToc", "cardiology", "soon")
+    Pipeline(loaded, any_db, classifier=object(), collectors=[], clock=lambda: T0).route()
     with any_db.session() as s:
-        rows = s.execute(select(DeliveryRow.id, DeliveryRow.subscriber_id)).all()
+        rows = s.execute(select(MessageRow.id, MessageRow.subscriber_id)).all()
     groups: dict[str, list[int]] = {}
     for row_id, sub in rows:
         groups.setdefault(sub, []).append(row_id)
+    assert all(len(ids) == 2 for ids in groups.values())
     batch = [(ids, f"key-{sub}") for sub, ids in sorted(groups.items())]
     other = Database(any_db.url)
-    theirs = queue.claim(other, groups["doc3"][:2], "other", T0)  # another process got two
+    theirs = queue.claim(other, groups["doc3"][:1], "other", T0)  # another process got one
     mine = queue.claim_batch(any_db, batch, T0)
     again = queue.claim_batch(any_db, batch, T0)
     other.dispose()
-    assert [len(c) for c in mine] == [3, 3, 3, 1, 3, 3, 3, 3, 3, 3] and len(theirs) == 2
-    assert all(c == [] for c in again)
+    assert [len(items) for _, items in mine] == [4, 4, 4, 1, 4, 4, 4, 4, 4, 4]
+    assert [len(ids) for ids, _ in mine] == [2, 2, 2, 1, 2, 2, 2, 2, 2, 2]
+    assert theirs[0] == groups["doc3"][:1] and len(theirs[1]) == 3
+    assert all(c == ([], []) for c in again)
     with any_db.session() as s:
         keys = dict(s.execute(select(DeliveryRow.id, DeliveryRow.message_key)).all())
-    for (_ids, key), claimed in zip(batch, mine, strict=True):
+    for (_ids, key), (_rows, claimed) in zip(batch, mine, strict=True):
         assert {keys[row_id] for row_id, _, _ in claimed} == {key}
-    assert {keys[i] for i in groups["doc3"][:2]} == {"other"}
+    assert {keys[row_id] for row_id, _, _ in theirs[1]} == {"other"}

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from bot.retention import purge
-from bot.storage.models import ClassificationRow, DeliveryRow, PostRow
+from bot.storage.models import ClassificationRow, DeliveryRow, MessageRow, PostRow
 from digests.routing import sync_subscribers
 from tests.digests.helpers import T0, add_request, make_config
 
@@ -37,10 +37,14 @@ def test_purge_drops_old_raw_payloads_and_delivery_log_and_deleted_content(tmp_p
             (new, "sent", now - timedelta(days=1)),
             (old, "pending", T0),
         ):
+            channel = "outbox" if status == "sent" else "smtp"
+            message = MessageRow(
+                subscriber_id="a", channel=channel, kind="digest", status=status, attempts=0,
+                due_at=updated, created_at=updated, updated_at=updated,
+            )  # fmt: skip
             s.add(DeliveryRow(
-                subscriber_id="a", post_id=pid, channel="outbox" if status == "sent" else "smtp",
-                kind="digest", reason="specialty", status=status, attempts=0, due_at=updated,
-                created_at=updated, updated_at=updated,
+                subscriber_id="a", post_id=pid, channel=channel, kind="digest",
+                reason="specialty", message=message, created_at=updated,
             ))  # fmt: skip
     result = purge(db, loaded, now)
     assert (result.raw_payloads, result.deliveries, result.deleted_posts) == (2, 1, 1)

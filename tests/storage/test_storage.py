@@ -9,7 +9,7 @@ from sqlalchemy import select
 from bot.core.post import Author, Media, Post
 from bot.storage import cursors
 from bot.storage.db import current_tables
-from bot.storage.models import ClassificationRow, DeliveryRow, PostRow, SubscriberRow
+from bot.storage.models import ClassificationRow, DeliveryRow, MessageRow, PostRow, SubscriberRow
 from bot.storage.posts import mark_deleted, row_to_post, store_posts
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -37,6 +37,7 @@ def test_schema_has_every_table(any_db):
         "classifications",
         "subscribers",
         "deliveries",
+        "messages",
         "cursors",
         "corrections",
         "alembic_version",
@@ -174,11 +175,17 @@ def test_classification_subscriber_delivery_and_cursor(any_db):
                 post_id=pid,
                 channel="smtp",
                 kind="digest",
-                status="pending",
-                attempts=0,
-                due_at=T0,
+                message=MessageRow(
+                    subscriber_id="dr-a",
+                    channel="smtp",
+                    kind="digest",
+                    status="pending",
+                    attempts=0,
+                    due_at=T0,
+                    created_at=T0,
+                    updated_at=T0,
+                ),
                 created_at=T0,
-                updated_at=T0,
             )
         )
         cursors.set_cursor(s, "mastodon:x", "12345")

@@ -12,7 +12,7 @@ import pytest
 
 from bot.storage import cases as store
 from bot.storage import corrections as stored
-from bot.storage.models import DeliveryRow, SubscriberRow
+from bot.storage.models import DeliveryRow, MessageRow, SubscriberRow
 from classifiers.corrections import training_examples
 from digests.routing import active_subscribers
 from digests.tokens import sign
@@ -385,12 +385,17 @@ def test_admin_page_needs_the_password_from_the_environment(site, caplog):
                 subscriber_id="claire",
                 post_id=site.ids["stemi"],
                 channel="smtp",
-                status="failed",
-                attempts=5,
-                due_at=T0,
-                last_error="550 mailbox unavailable",
+                message=MessageRow(
+                    subscriber_id="claire",
+                    channel="smtp",
+                    status="failed",
+                    attempts=5,
+                    due_at=T0,
+                    last_error="550 mailbox unavailable",
+                    created_at=T0,
+                    updated_at=T0,
+                ),
                 created_at=T0,
-                updated_at=T0,
             )
         )
     site.client.post(
