@@ -168,11 +168,12 @@ class _Sender:
         sent: list[int] = []  # message rows
         failures: list[Failure] = []
         try:
-            for route, (messages, rows) in zip(batch, claimed, strict=True):
-                if rows:
-                    self._send_one(channel, route, messages, rows, sent, failures)
-                else:
-                    sent.extend(messages)  # nothing left in them (cannot happen: no empty rows)
+            with channel.batch():
+                for route, (messages, rows) in zip(batch, claimed, strict=True):
+                    if rows:
+                        self._send_one(channel, route, messages, rows, sent, failures)
+                    else:
+                        sent.extend(messages)  # nothing left (cannot happen: no empty rows)
         finally:  # even on KeyboardInterrupt: what went out is recorded as sent
             deliveries.settle(
                 self.db, sent, failures, self.now,
