@@ -41,7 +41,7 @@ class OutboxChannel(Channel):
         self._folder: int | None = None  # the folder's descriptor, held for one batch
         self._in_batch = False
         self._names: dict[str, str] = {}  # subscriber key -> its part of a file name
-        self._stamps: dict[datetime, str] = {}
+        self._stamps: dict[tuple[datetime | None, object], str] = {}
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -78,10 +78,12 @@ class OutboxChannel(Channel):
         sub = self._names.get(digest.subscriber_id)
         if sub is None:
             sub = self._names[digest.subscriber_id] = _safe(digest.subscriber_id)
-        stamp = self._stamps.get(digest.generated_at)  # type: ignore[arg-type]
+        when = digest.generated_at
+        # Keyed by the offset too: equal instants in other time zones have other wall times.
+        at = (when, when.utcoffset() if when is not None else None)
+        stamp = self._stamps.get(at)
         if stamp is None:
-            stamp = f"{digest.generated_at:%Y%m%dT%H%M%S}"
-            self._stamps[digest.generated_at] = stamp  # type: ignore[index]
+            stamp = self._stamps[at] = f"{when:%Y%m%dT%H%M%S}"
         return f"{stamp}-{digest.kind}-{sub}-{_safe(digest.message_key)[-12:]}.eml"
 
     def _open_folder(self) -> int | None:
