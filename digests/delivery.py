@@ -167,6 +167,7 @@ class _Sender:
         self._load_missing(claimed)
         sent: list[int] = []  # message rows
         failures: list[Failure] = []
+        before = len(self.result.sent)
         try:
             with channel.batch():
                 for route, (messages, rows) in zip(batch, claimed, strict=True):
@@ -180,6 +181,12 @@ class _Sender:
                 max_attempts=self.loaded.config.delivery.max_attempts,
                 backoff=lambda attempts: backoff(attempts, self.loaded),
             )  # fmt: skip
+        done = self.result.sent[before:]
+        # One line a batch (each message: DEBUG; each failure: WARNING, see _send_one).
+        log.info(
+            "sent %d of %d messages by %s (%d items), %d failed",
+            len(done), len(batch), channel.name, sum(n for *_, n in done), len(failures),
+        )  # fmt: skip
 
     def _load_missing(self, claimed: list[deliveries.Claimed]) -> None:
         """Posts of claimed items not loaded by the flush's first read (an item can only
@@ -205,7 +212,7 @@ class _Sender:
         if outcome.ok:
             sent.extend(messages)
             self.result.sent.append((sub.key, channel.name, route.kind, len(ids)))
-            log.info(
+            log.debug(
                 "sent %s to %s by %s (%d items): %s",
                 route.kind, sub.key, channel.name, len(ids), outcome.detail,
             )  # fmt: skip
