@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from bot.core.config import LoadedConfig
 from bot.core.config_models import SubscriberConfig
 from bot.core.labels import urgency_at_least
 from bot.core.post import normalize_handle
 from bot.storage import deliveries, delivery_inserts, subscribers
+from bot.storage.delivery_inserts import NewDelivery
 from bot.storage.live import is_live_case
 from digests.schedule import in_quiet_hours, next_digest_time, quiet_hours_end
 
@@ -58,37 +59,57 @@ def is_routable(post: PostRow) -> bool:
     return is_live_case(post)
 
 
-def matches(sub: SubscriberConfig, post: PostRow, c: ClassificationRow) -> str | None:
+class Request(NamedTuple):
+    """What routing reads of a classified post: read once, not once per subscriber."""
+
+    post_id: int
+    lang: str | None  # the primary subtag ("fr" of "fr-CA")
+    created_at: datetime
+    is_request: bool
+    uncertain: bool
+    specialty: str | None
+    urgency: str | None
+
+    @classmethod
+    def of(cls, post: PostRow, c: ClassificationRow) -> Request:
+        lang = post.lang.split("-")[0] if post.lang else None
+        return cls(
+            post.id, lang, post.created_at, bool(c.is_request), bool(c.uncertain),
+            c.specialty, c.urgency,
+        )  # fmt: skip
+
+
+def matches(sub: SubscriberConfig, req: Request) -> str | None:
     """Why this subscriber gets this request ('specialty' or 'triage'), or None."""
-    if post.lang and post.lang.split("-")[0] not in sub.language:
+    if req.lang is not None and req.lang not in sub.language:
         return None
-    if not c.is_request:
+    if not req.is_request:
         # a not-a-request decision the classifier is unsure of goes to triage, not nowhere
-        triage = c.uncertain and sub.triage and sub.role != "student" and not sub.escalation
+        triage = req.uncertain and sub.triage and sub.role != "student" and not sub.escalation
         return "triage" if triage else None
     if sub.role == "student":
-        return "student" if sub.wants_specialty(c.specialty) else None
+        return "student" if sub.wants_specialty(req.specialty) else None
     if sub.escalation:
         return None  # the next ring only hears of unanswered urgent cases (see escalate)
-    if not urgency_at_least(c.urgency, sub.min_urgency):
+    if not urgency_at_least(req.urgency, sub.min_urgency):
         return None
-    if sub.wants_specialty(c.specialty):
+    if sub.wants_specialty(req.specialty):
         return "specialty"
-    if c.uncertain and sub.triage:
+    if req.uncertain and sub.triage:
         return "triage"
     return None
 
 
 def due_time(
-    sub: SubscriberConfig, post: PostRow, c: ClassificationRow, reason: str, now: datetime
+    sub: SubscriberConfig, req: Request, reason: str, now: datetime
 ) -> tuple[str, datetime]:
     """('alert' | 'digest' | 'student', when it may go out)."""
     if reason == "student":
         # Unanswered cases go out in the first digest 24 h after the post (earlier once
         # answered, see release_student_items), always on the student's own schedule.
-        return "student", next_digest_time(sub, max(now, post.created_at + STUDENT_DELAY))
-    if sub.immediate != "never" and urgency_at_least(c.urgency, sub.immediate):
-        urgent_passes = c.urgency == "urgent" and sub.urgent_overrides_quiet
+        return "student", next_digest_time(sub, max(now, req.created_at + STUDENT_DELAY))
+    if sub.immediate != "never" and urgency_at_least(req.urgency, sub.immediate):
+        urgent_passes = req.urgency == "urgent" and sub.urgent_overrides_quiet
         if in_quiet_hours(sub, now) and not urgent_passes:
             return "alert", quiet_hours_end(sub, now)
         return "alert", now
@@ -105,7 +126,7 @@ def route_posts(
     known = {normalize_handle(h) for h in loaded.config.known_authors}
     existing = deliveries.existing(session, post_ids)
     candidates = _CandidateIndex(active)
-    new_rows: list[dict] = []
+    new_rows: list[NewDelivery] = []
     posts = deliveries.load_posts(session, set(post_ids))
     for post_id in post_ids:
         post, c = posts.get(post_id, (None, None))
@@ -122,13 +143,17 @@ def route_posts(
         if loaded.config.only_known_authors and handle not in known:
             result.held.append(post.id)
             continue
-        for sub in candidates.for_specialty(c.specialty):
-            reason = matches(sub, post, c)
+        req = Request.of(post, c)
+        for sub, key in candidates.for_specialty(req.specialty):
+            reason = matches(sub, req)
             if reason is None:
                 continue
-            kind, due = due_time(sub, post, c, reason, now)
-            new_rows += delivery_rows(sub, post.id, kind, reason, due, now, existing)
-    delivery_inserts.insert_many(session, new_rows)
+            kind, due = due_time(sub, req, reason, now)
+            for channel in sub.deliver_by:  # delivery_rows, inline: 100,000s of rows
+                if (key, req.post_id, channel) not in existing:
+                    existing.add((key, req.post_id, channel))
+                    new_rows.append((key, req.post_id, channel, kind, reason, due))
+    delivery_inserts.insert_many(session, new_rows, now)
     result.deliveries = len(new_rows)
     return result
 
@@ -142,12 +167,15 @@ class _CandidateIndex:
 
     def __init__(self, subscribers: list[SubscriberConfig]):
         self.subscribers = subscribers
-        self._by_specialty: dict[str | None, list[SubscriberConfig]] = {}
+        self._by_specialty: dict[str | None, list[tuple[SubscriberConfig, str]]] = {}
 
-    def for_specialty(self, specialty: str | None) -> list[SubscriberConfig]:
+    def for_specialty(self, specialty: str | None) -> list[tuple[SubscriberConfig, str]]:
+        """(subscriber, its key) of each possible recipient."""
         found = self._by_specialty.get(specialty)
         if found is None:
-            found = [s for s in self.subscribers if s.triage or s.wants_specialty(specialty)]
+            found = [
+                (s, s.key) for s in self.subscribers if s.triage or s.wants_specialty(specialty)
+            ]
             self._by_specialty[specialty] = found
         return found
 
@@ -162,26 +190,16 @@ def delivery_rows(
     kind: str,
     reason: str,
     due: datetime,
-    now: datetime,
     existing: set[tuple[str, int, str]],
-) -> list[dict]:
-    rows = []
+) -> list[NewDelivery]:
+    """A new delivery per channel of the subscriber's, unless it exists (`existing`)."""
+    rows: list[NewDelivery] = []
     for channel in sub.deliver_by:
         key = (sub.key, post_id, channel)
         if key in existing:
             continue
         existing.add(key)
-        rows.append(
-            {
-                "subscriber_id": sub.key,
-                "post_id": post_id,
-                "channel": channel,
-                "kind": kind,
-                "reason": reason,
-                "due_at": due,
-                "created_at": now,
-            }
-        )
+        rows.append((sub.key, post_id, channel, kind, reason, due))
     return rows
 
 
@@ -194,10 +212,8 @@ def add_deliveries(
     due: datetime,
     now: datetime,
 ) -> int:
-    rows = delivery_rows(
-        sub, post_id, kind, reason, due, now, existing_deliveries(session, [post_id])
-    )
-    delivery_inserts.insert_many(session, rows)
+    rows = delivery_rows(sub, post_id, kind, reason, due, existing_deliveries(session, [post_id]))
+    delivery_inserts.insert_many(session, rows, now)
     return len(rows)
 
 
