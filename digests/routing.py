@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bot.core.config import LoadedConfig
 from bot.core.config_models import SubscriberConfig
@@ -143,19 +143,57 @@ def route_posts(
         if loaded.config.only_known_authors and handle not in known:
             result.held.append(post.id)
             continue
-        req = Request.of(post, c)
-        for sub, key in candidates.for_specialty(req.specialty):
-            reason = matches(sub, req)
-            if reason is None:
-                continue
-            kind, due = due_time(sub, req, reason, now)
-            for channel in sub.deliver_by:  # delivery_rows, inline: 100,000s of rows
-                if (key, req.post_id, channel) not in existing:
-                    existing.add((key, req.post_id, channel))
-                    new_rows.append((key, req.post_id, channel, kind, reason, due))
+        _route_request(Request.of(post, c), candidates, now, existing, new_rows)
     delivery_inserts.insert_many(session, new_rows, now)
     result.deliveries = len(new_rows)
     return result
+
+
+_UNDECIDED: Any = object()
+
+
+def _route_request(
+    req: Request,
+    candidates: _CandidateIndex,
+    now: datetime,
+    existing: set[tuple[str, int, str]],
+    new_rows: list[NewDelivery],
+) -> None:
+    """The request's new deliveries (appended to `new_rows`). Subscribers with the same
+    routing settings get the same answer from matches and due_time: asked once each."""
+    decided: dict[tuple[int, bool], tuple[str, str, datetime] | None] = {}
+    post_id = req.post_id
+    for sub, key, settings in candidates.for_specialty(req.specialty):
+        decision = decided.get(settings, _UNDECIDED)
+        if decision is _UNDECIDED:
+            reason = matches(sub, req)
+            decision = None if reason is None else (reason, *due_time(sub, req, reason, now))
+            decided[settings] = decision
+        if decision is None:
+            continue
+        reason, kind, due = decision
+        for channel in sub.deliver_by:  # delivery_rows, inline: 100,000s of rows
+            if (key, post_id, channel) not in existing:
+                existing.add((key, post_id, channel))
+                new_rows.append((key, post_id, channel, kind, reason, due))
+
+
+# SubscriberConfig fields that neither matches nor due_time reads (specialties: only through
+# wants_specialty, part of the settings below). Any other field, present or future, counts.
+_NOT_ROUTING = frozenset(
+    {"name", "id", "email", "mastodon", "bluesky", "x", "deliver_by", "specialties",
+     "hide_authors", "max_items"}
+)  # fmt: skip
+
+
+def routing_settings(sub: SubscriberConfig) -> tuple:
+    """What matches and due_time read of a subscriber, but whether it wants the specialty:
+    subscribers with equal settings are routed alike."""
+    return tuple(
+        (name, tuple(value) if isinstance(value, list) else value)
+        for name, value in sub.__dict__.items()
+        if name not in _NOT_ROUTING
+    )
 
 
 class _CandidateIndex:
@@ -167,16 +205,29 @@ class _CandidateIndex:
 
     def __init__(self, subscribers: list[SubscriberConfig]):
         self.subscribers = subscribers
-        self._by_specialty: dict[str | None, list[tuple[SubscriberConfig, str]]] = {}
+        self._by_specialty: dict[str | None, list[tuple[SubscriberConfig, str, Any]]] = {}
+        self._settings: dict[tuple, int] = {}  # routing settings -> a small number
+        self._numbers: dict[int, tuple[str, int]] = {}  # id(subscriber) -> key, number
 
-    def for_specialty(self, specialty: str | None) -> list[tuple[SubscriberConfig, str]]:
-        """(subscriber, its key) of each possible recipient."""
+    def for_specialty(self, specialty: str | None) -> list[tuple[SubscriberConfig, str, Any]]:
+        """(subscriber, its key, (its settings' number, wants the specialty)) of each
+        possible recipient."""
         found = self._by_specialty.get(specialty)
         if found is None:
-            found = [
-                (s, s.key) for s in self.subscribers if s.triage or s.wants_specialty(specialty)
-            ]
-            self._by_specialty[specialty] = found
+            found = self._by_specialty[specialty] = []
+            for sub in self.subscribers:
+                wants = sub.wants_specialty(specialty)
+                if wants or sub.triage:
+                    key, number = self._numbered(sub)
+                    found.append((sub, key, (number, wants)))
+        return found
+
+    def _numbered(self, sub: SubscriberConfig) -> tuple[str, int]:
+        """The subscriber's key and its settings' number."""
+        found = self._numbers.get(id(sub))
+        if found is None:
+            number = self._settings.setdefault(routing_settings(sub), len(self._settings))
+            found = self._numbers[id(sub)] = (sub.key, number)
         return found
 
 
