@@ -24,7 +24,7 @@ class Route:
     channel: str
     kind: str  # alert | digest | student
     key: str  # the message key (the e-mail's Message-ID is derived from it)
-    ids: list[int]  # its deliveries (items)
+    first_item: int  # its first item (delivery id) when routed: a new key names it
     messages: list[int]  # the message rows they hang from (claimed and settled together)
 
 
