@@ -386,12 +386,7 @@ def _own_values(name: str, specialties: str) -> tuple[str, str, str, str]:
     """A subscriber's name and specialties as the templates write them: (text name, html
     name, text specialties, html specialties)."""
     spec = str(_finalize(specialties))
-    return (
-        str(_finalize(one_line(name))),
-        str(escape(_finalize(name))),
-        spec,
-        str(escape(spec)),
-    )
+    return str(_finalize(one_line(name))), str(escape(_finalize(name))), spec, str(escape(spec))
 
 
 def _filled(segments: list[str], values: dict[str, str]) -> str:
