@@ -156,6 +156,7 @@ def bench_routing(
     render_only: bool = False,
     profile: bool = False,
     work_dir: str | None = None,
+    profile_out: str | None = None,
 ) -> None:
     rng = random.Random(42)
     now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -216,6 +217,8 @@ def bench_routing(
             import pstats
 
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+            if profile_out:
+                profiler.dump_stats(profile_out)
         print(
             f"  process peak RSS: {rss_before:.0f} MiB before the cycle ({subscribers} subscribers' config loaded), {max_rss_mib():.0f} MiB at its end"
         )
@@ -303,13 +306,16 @@ def main() -> None:
     parser.add_argument("--render-only", action="store_true", help="render messages, write none")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the cycle")
     parser.add_argument(
+        "--profile-out", help="with --profile: also save the profile there (pstats file)"
+    )
+    parser.add_argument(
         "--dir", help="where the database and outbox go (default: the system's temporary folder)"
     )
     parser.add_argument("--no-latency", action="store_true", help="skip the SMTP latency part")
     args = parser.parse_args()
     bench_routing(
         args.subscribers, args.requests, args.tracemalloc, args.database_url,
-        args.render_only, args.profile, args.dir,
+        args.render_only, args.profile, args.dir, args.profile_out,
     )  # fmt: skip
     if not args.no_latency:
         bench_alert_latency()

@@ -24,7 +24,7 @@ class Route:
     channel: str
     kind: str  # alert | digest | student
     key: str  # the message key (the e-mail's Message-ID is derived from it)
-    ids: list[int]  # its deliveries (items)
+    first_item: int  # its first item (delivery id) when routed: a new key names it
     messages: list[int]  # the message rows they hang from (claimed and settled together)
 
 
@@ -44,6 +44,8 @@ class Composer:
         self._answers = answers
         self._answer_cache: dict[int, list[str]] = {}
         self._items: dict[tuple[int, str, bool, bool], DigestItem] = {}
+        self._selections: dict[tuple, tuple] = {}
+        self._sub_links: dict[str, tuple[str, str, str]] = {}
         self.renderer = SharedRenderer()
 
     def compose(
@@ -51,6 +53,36 @@ class Composer:
     ) -> tuple[Digest, Hashable]:
         """The digest of (post id, routing reason) pairs for one subscriber, and a key naming
         everything in it but the subscriber's own name and links."""
+        shown, answered, more, content_key = self._selection(sub, kind, pairs)
+        spec, more_url, unsubscribe_url = self._links(sub)
+        digest = Digest(
+            subscriber_id=sub.key,
+            subscriber_name=sub.name,
+            language=sub.language[0],
+            kind=kind,
+            items=[self._personal(it, sub) for it in shown],
+            answered=[self._personal(it, sub) for it in answered],
+            more=more,
+            more_url=more_url,
+            unsubscribe_url=unsubscribe_url,
+            specialties=spec.replace(",", ", "),
+            message_key=key,
+            generated_at=self.now,
+            stale_after=self.loaded.config.delivery.stale_alert_after,
+        )
+        return digest, content_key
+
+    def _selection(
+        self, sub: SubscriberConfig, kind: str, pairs: list[tuple[int, str]]
+    ) -> tuple[tuple[DigestItem, ...], tuple[DigestItem, ...], int, ContentKey]:
+        """The shared items shown, those answered, how many more, and the content key: the
+        same for every subscriber with the same pairs (in the same order) and settings."""
+        student = sub.role == "student"
+        lang = sub.language[0]
+        key = (kind, tuple(pairs), sub.hide_authors, student, sub.max_items, lang)
+        found = self._selections.get(key)
+        if found is not None:
+            return found
         shared = [self._item(post_id, reason, sub) for post_id, reason in pairs]
         shared.sort(
             key=lambda it: (
@@ -66,28 +98,25 @@ class Composer:
         shown = open_items[: sub.max_items]
         answered = answered[: max(0, sub.max_items - len(shown))]
         more = len(open_items) - len(shown)
-        spec = "all" if sub.specialties == "all" else ",".join(sub.specialties)
         content_key = ContentKey(
-            sub.language[0], kind, more,
-            tuple(id(it) for it in shown), tuple(id(it) for it in answered),
-        )  # fmt: skip
-        digest = Digest(
-            subscriber_id=sub.key,
-            subscriber_name=sub.name,
-            language=sub.language[0],
-            kind=kind,
-            items=[self._personal(it, sub) for it in shown],
-            answered=[self._personal(it, sub) for it in answered],
-            more=more,
-            more_url=f"{self.public}/cases?specialty={spec}"
-            + (f"&v={viewer_token(self.secret, sub.key)}" if sub.hide_authors else ""),
-            unsubscribe_url=f"{self.public}/unsubscribe/{unsubscribe_token(self.secret, sub.key)}",
-            specialties=spec.replace(",", ", "),
-            message_key=key,
-            generated_at=self.now,
-            stale_after=self.loaded.config.delivery.stale_alert_after,
+            lang, kind, more, tuple(id(it) for it in shown), tuple(id(it) for it in answered)
         )
-        return digest, content_key
+        found = self._selections[key] = (tuple(shown), tuple(answered), more, content_key)
+        return found
+
+    def _links(self, sub: SubscriberConfig) -> tuple[str, str, str]:
+        """The subscriber's specialties ("all" or comma-separated), "more" and unsubscribe
+        links: signed once per flush."""
+        found = self._sub_links.get(sub.key)
+        if found is None:
+            spec = "all" if sub.specialties == "all" else ",".join(sub.specialties)
+            viewer = f"&v={viewer_token(self.secret, sub.key)}" if sub.hide_authors else ""
+            found = self._sub_links[sub.key] = (
+                spec,
+                f"{self.public}/cases?specialty={spec}{viewer}",
+                f"{self.public}/unsubscribe/{unsubscribe_token(self.secret, sub.key)}",
+            )
+        return found
 
     def rendered(self, digest: Digest, content_key: Hashable) -> Digest:
         """The digest with its e-mail (subject, text, html) rendered, shared content once."""
@@ -98,8 +127,10 @@ class Composer:
         token = correction_token(self.secret, item.post_id, sub.key)
         # A shallow copy (the lists stay shared, as nothing changes them), without the cost
         # of copy.copy: the same fields, with the subscriber's own correction link.
+        fields = item.__dict__.copy()
+        fields["correction_url"] = f"{self.public}/correct/{token}"
         personal = object.__new__(DigestItem)
-        personal.__dict__.update(item.__dict__, correction_url=f"{self.public}/correct/{token}")
+        personal.__dict__ = fields
         return personal
 
     def _item(self, post_id: int, reason: str, sub: SubscriberConfig) -> DigestItem:

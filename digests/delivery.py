@@ -97,37 +97,51 @@ def flush(
     with db.session() as session:
         reconcile(session, loaded, channels, now, only_channel)
         subs = {s.key: s for s in active_subscribers(session, loaded)}
-        groups: dict[tuple[str, str, str, str | None], tuple[list[int], set[int]]] = {}
-        dropped: dict[str, dict[int, list[int]]] = defaultdict(dict)
-        post_ids: set[int] = set()
-        for row in deliveries.due(session, now, force=force, only_channel=only_channel):
-            if row.post_deleted:
-                dropped["post deleted at its source"].setdefault(row.message_id, []).append(row.id)
-            elif row.subscriber_id not in subs:
-                gone = dropped["unsubscribed or removed from config"]
-                gone.setdefault(row.message_id, []).append(row.id)
-            elif row.channel in channels:  # a disabled channel's items wait until it works
-                key = (row.subscriber_id, row.channel, row.kind, row.message_key)
-                ids, messages = groups.setdefault(key, ([], set()))
-                ids.append(row.id)
-                messages.add(row.message_id)
-                post_ids.add(row.post_id)
-        for reason, items in dropped.items():
-            result.dropped += deliveries.drop(session, items, reason, now)
+        due = deliveries.due_messages(session, now, force=force, only_channel=only_channel)
+        result.dropped += _drop_gone(session, due, subs, now)
+        groups: dict[tuple[str, str, str, str | None], tuple[int, list[int]]] = {}
+        for m in due:
+            # A disabled channel's messages wait until it works.
+            if m.first_live is not None and m.subscriber_id in subs and m.channel in channels:
+                key = (m.subscriber_id, m.channel, m.kind, m.message_key)
+                first, messages = groups.get(key, (m.first_live, []))
+                messages.append(m.id)
+                groups[key] = (min(first, m.first_live), messages)
         secret = resolve_secret(session, loaded.config.web.secret)
-        posts = load_posts(session, post_ids)
     routes = [
-        Route(subs[sub_id], channel, kind, key or _new_key(sub_id, channel, kind, now, ids),
-              ids, sorted(messages))
-        for (sub_id, channel, kind, key), (ids, messages) in groups.items()
+        Route(subs[sub_id], channel, kind, key or _new_key(sub_id, channel, kind, now, first),
+              first, sorted(messages))
+        for (sub_id, channel, kind, key), (first, messages) in groups.items()
     ]  # fmt: skip
-    sender = _Sender(db, loaded, channels, now, result, posts, secret)
+    sender = _Sender(db, loaded, channels, now, result, {}, secret)
     sender.send_all(routes, after_claim)
     return result
 
 
-def _new_key(sub_id: str, channel: str, kind: str, now: datetime, ids: list[int]) -> str:
-    return f"{sub_id}.{channel}.{kind}.{now:%Y%m%dT%H%M%S}.{min(ids)}"
+def _drop_gone(
+    session: Session, due: list[deliveries.DueMessage], subs: dict, now: datetime
+) -> int:
+    """Take out of their messages the items whose post is gone, and all the items of
+    subscribers gone (unsubscribed, removed from config); how many."""
+    concerned = [m.id for m in due if m.gone or m.subscriber_id not in subs]
+    if not concerned:
+        return 0
+    subscriber = {m.id: m.subscriber_id for m in due}
+    dropped: dict[str, dict[int, list[int]]] = defaultdict(dict)
+    for message_id, items in deliveries.items_by_post_state(session, concerned).items():
+        for row_id, live in items:
+            if not live:
+                reason = "post deleted at its source"
+            elif subscriber[message_id] not in subs:
+                reason = "unsubscribed or removed from config"
+            else:
+                continue
+            dropped[reason].setdefault(message_id, []).append(row_id)
+    return sum(deliveries.drop(session, items, reason, now) for reason, items in dropped.items())
+
+
+def _new_key(sub_id: str, channel: str, kind: str, now: datetime, first_item: int) -> str:
+    return f"{sub_id}.{channel}.{kind}.{now:%Y%m%dT%H%M%S}.{first_item}"
 
 
 class _Sender:
@@ -167,22 +181,30 @@ class _Sender:
         self._load_missing(claimed)
         sent: list[int] = []  # message rows
         failures: list[Failure] = []
+        before = len(self.result.sent)
         try:
-            for route, (messages, rows) in zip(batch, claimed, strict=True):
-                if rows:
-                    self._send_one(channel, route, messages, rows, sent, failures)
-                else:
-                    sent.extend(messages)  # nothing left in them (cannot happen: no empty rows)
+            with channel.batch():
+                for route, (messages, rows) in zip(batch, claimed, strict=True):
+                    if rows:
+                        self._send_one(channel, route, messages, rows, sent, failures)
+                    else:
+                        sent.extend(messages)  # nothing left (cannot happen: no empty rows)
         finally:  # even on KeyboardInterrupt: what went out is recorded as sent
             deliveries.settle(
                 self.db, sent, failures, self.now,
                 max_attempts=self.loaded.config.delivery.max_attempts,
                 backoff=lambda attempts: backoff(attempts, self.loaded),
             )  # fmt: skip
+        done = self.result.sent[before:]
+        # One line a batch (each message: DEBUG; each failure: WARNING, see _send_one).
+        log.info(
+            "sent %d of %d messages by %s (%d items), %d failed",
+            len(done), len(batch), channel.name, sum(n for *_, n in done), len(failures),
+        )  # fmt: skip
 
     def _load_missing(self, claimed: list[deliveries.Claimed]) -> None:
-        """Posts of claimed items not loaded by the flush's first read (an item can only
-        leave a message meanwhile, so this finds none; kept for safety)."""
+        """The posts (and classifications) of claimed items not loaded yet: each post is
+        loaded once a flush, by the first batch that has it."""
         missing = {post_id for _, rows in claimed for _, post_id, _ in rows} - self.posts.keys()
         if missing:
             with self.db.session() as session:
@@ -204,7 +226,7 @@ class _Sender:
         if outcome.ok:
             sent.extend(messages)
             self.result.sent.append((sub.key, channel.name, route.kind, len(ids)))
-            log.info(
+            log.debug(
                 "sent %s to %s by %s (%d items): %s",
                 route.kind, sub.key, channel.name, len(ids), outcome.detail,
             )  # fmt: skip

@@ -11,6 +11,7 @@ import hashlib
 import random
 import re
 import sys
+from datetime import datetime
 from email import policy as email_policy
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
@@ -104,6 +105,25 @@ def _header(name: str, value: str, simple: re.Pattern[str] = _UNSTRUCTURED) -> b
     return _folded(name, value)
 
 
+# Headers that are the same in every message of a flush: written once.
+_fixed_header = lru_cache(maxsize=64)(_header)
+
+
+@lru_cache(maxsize=64)
+def _sender_header(sender: str) -> bytes:
+    return _header("From", sender, _ADDRESS)
+
+
+def _date_header(when: datetime) -> bytes:
+    # Keyed by the offset too: equal instants in other time zones are written differently.
+    return _date_header_at(when, when.utcoffset())
+
+
+@lru_cache(maxsize=64)
+def _date_header_at(when: datetime, _offset: object) -> bytes:
+    return _header("Date", format_datetime(when))
+
+
 def _body(text: str) -> bytes | None:
     """The body as the library writes an 8bit text part, or None when it would not (pure
     ASCII: 7bit; a line over 998 bytes: quoted-printable or base64)."""
@@ -122,9 +142,12 @@ def _boundary(parts: list[bytes]) -> str:
     """email.generator's boundary: the same random draw, the same collision check."""
     token = random.randrange(sys.maxsize)
     boundary = ("=" * 15) + f"{token:0{_BOUNDARY_WIDTH}d}" + "=="
-    alltext = b"\r\n".join(parts)
-    if b"--" + boundary.encode() not in alltext:  # the usual case: no regex to compile
+    mark = b"--" + boundary.encode()
+    # The usual case, no regex to compile: the mark is in no part (it has no CR or LF, so it
+    # cannot straddle the CRLF between two parts either).
+    if all(mark not in part for part in parts):
         return boundary
+    alltext = b"\r\n".join(parts)
     candidate, counter = boundary, 0
     while re.search(b"^--" + re.escape(candidate.encode()) + b"(--)?$", alltext, re.MULTILINE):
         candidate, counter = f"{boundary}.{counter}", counter + 1
@@ -148,19 +171,19 @@ def email_bytes(digest: Digest, *, sender: str, to: str) -> bytes:
             .fold(policy=POLICY)
             .encode("ascii", "surrogateescape")
         )
-    headers = [_header("Subject", subject), _header("From", sender, _ADDRESS), to_header]
+    headers = [_header("Subject", subject), _sender_header(sender), to_header]
     if digest.generated_at is not None:
-        headers.append(_header("Date", format_datetime(digest.generated_at)))
+        headers.append(_date_header(digest.generated_at))
     headers += [
         _header("Message-ID", message_id(digest, domain_of(sender)), _MSG_ID),
-        _header("List-Id", LIST_ID),
+        _fixed_header("List-Id", LIST_ID),
     ]
     if digest.unsubscribe_url:
         headers.append(_header("List-Unsubscribe", f"<{digest.unsubscribe_url}>"))
-        headers.append(_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
-    headers.append(_header("Auto-Submitted", "auto-generated"))
+        headers.append(_fixed_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    headers.append(_fixed_header("Auto-Submitted", "auto-generated"))
     if digest.kind == "alert":
-        headers.append(_header("Importance", "high"))
+        headers.append(_fixed_header("Importance", "high"))
     parts = [_part("plain", text_body, False), _part("html", html_body, True)]
     boundary = _boundary(parts)
     mark = f"--{boundary}".encode()

@@ -262,14 +262,15 @@ class SharedRenderer:
         self._cache: OrderedDict[Hashable, tuple[str, list[str], list[str]]] = OrderedDict()
         self._skeletons: dict[tuple, tuple[list, list, list[tuple[str, int]]]] = {}
         self._parts: dict[tuple, str] = {}
+        self._splits: dict[str, list[str]] = {}  # a block or literal: split at placeholders
         self.renders = 0
 
     def render(self, digest: Digest, content_key: Hashable) -> tuple[str, str, str]:
         items = digest.all_items
-        urls = {"u": digest.unsubscribe_url, "m": digest.more_url}
+        links = {_URL_U: digest.unsubscribe_url, _URL_M: digest.more_url}
         for it in items:
-            urls[f"c{it.post_id}"] = it.correction_url or ""
-        if len(urls) != len(items) + 2 or not all(is_http(u) for u in urls.values()):
+            links[_correction_placeholder(it.post_id)] = it.correction_url or ""
+        if len(links) != len(items) + 2 or not all(map(is_http, links.values())):
             return render_email(digest)  # links left out (or a post twice): render it whole
         cached = self._cache.get(content_key)
         if cached is None:
@@ -281,12 +282,14 @@ class SharedRenderer:
         else:
             self._cache.move_to_end(content_key)
         subject_line, text, html = cached
-        text_values = {_URL + k: str(_finalize(v)) for k, v in urls.items()}
-        html_values = {k: str(escape(v)) for k, v in text_values.items()}
-        text_values[_NAME] = str(_finalize(one_line(digest.subscriber_name)))
-        html_values[_NAME] = str(escape(_finalize(digest.subscriber_name)))
-        text_values[_SPECIALTIES] = str(_finalize(digest.specialties))
-        html_values[_SPECIALTIES] = str(escape(text_values[_SPECIALTIES]))
+        if _UNSAFE.search("".join(links.values())) is None:
+            text_values, html_values = links, links.copy()  # as they are in both
+        else:
+            text_values = {k: str(_finalize(v)) for k, v in links.items()}
+            html_values = {k: str(escape(v)) for k, v in text_values.items()}
+        own = _own_values(digest.subscriber_name, digest.specialties)
+        text_values[_NAME], html_values[_NAME], text_values[_SPECIALTIES] = own[:3]
+        html_values[_SPECIALTIES] = own[3]
         return subject_line, _filled(text, text_values), _filled(html, html_values)
 
     def _assemble(self, masked: Digest, content_key: Hashable) -> tuple[str, list, list]:
@@ -307,11 +310,24 @@ class SharedRenderer:
         blocks = [self._block(name, ctx, items[pos], keys[pos]) for name, pos in calls]
 
         def fill(segments: list) -> list[str]:
-            out = list(segments)
-            out[1::2] = [blocks[k] for k in segments[1::2]]
-            return _SPLIT.split("".join(out))
+            """The skeleton's literals and blocks, each split around its placeholders once
+            per flush (a placeholder never straddles two of them), laid end to end."""
+            out = [""]
+            for pos, segment in enumerate(segments):
+                pieces = self._split(blocks[segment] if pos % 2 else segment)
+                out[-1] += pieces[0]
+                out.extend(pieces[1:])
+            return out
 
         return subject(masked), fill(text), fill(html)
+
+    def _split(self, text: str) -> list[str]:
+        found = self._splits.get(text)
+        if found is None:
+            found = _SPLIT.split(text)
+            if len(self._splits) < 4 * self.max_entries:
+                self._splits[text] = found
+        return found
 
     def _block(self, name: str, ctx: dict, it: DigestItem, key: Hashable) -> str:
         full = (name, key, ctx["lang"], ctx["d"].generated_at)
@@ -353,6 +369,24 @@ class SharedRenderer:
             more_url=_URL + "m",
             rendered=None,
         )
+
+
+_URL_U, _URL_M = _URL + "u", _URL + "m"
+# What _finalize or escape would change: control and bidi characters, HTML's specials.
+_UNSAFE = re.compile(rf"{_CONTROL.pattern[:-1]}&<>\"']")
+
+
+@lru_cache(maxsize=65536)
+def _correction_placeholder(post_id: int) -> str:
+    return f"{_URL}c{post_id}"
+
+
+@lru_cache(maxsize=16384)
+def _own_values(name: str, specialties: str) -> tuple[str, str, str, str]:
+    """A subscriber's name and specialties as the templates write them: (text name, html
+    name, text specialties, html specialties)."""
+    spec = str(_finalize(specialties))
+    return str(_finalize(one_line(name))), str(escape(_finalize(name))), spec, str(escape(spec))
 
 
 def _filled(segments: list[str], values: dict[str, str]) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bot.core.config import LoadedConfig
 from bot.core.config_models import SubscriberConfig
 from bot.core.labels import urgency_at_least
 from bot.core.post import normalize_handle
 from bot.storage import deliveries, delivery_inserts, subscribers
+from bot.storage.delivery_inserts import NewDelivery
 from bot.storage.live import is_live_case
 from digests.schedule import in_quiet_hours, next_digest_time, quiet_hours_end
 
@@ -58,37 +59,57 @@ def is_routable(post: PostRow) -> bool:
     return is_live_case(post)
 
 
-def matches(sub: SubscriberConfig, post: PostRow, c: ClassificationRow) -> str | None:
+class Request(NamedTuple):
+    """What routing reads of a classified post: read once, not once per subscriber."""
+
+    post_id: int
+    lang: str | None  # the primary subtag ("fr" of "fr-CA")
+    created_at: datetime
+    is_request: bool
+    uncertain: bool
+    specialty: str | None
+    urgency: str | None
+
+    @classmethod
+    def of(cls, post: PostRow, c: ClassificationRow) -> Request:
+        lang = post.lang.split("-")[0] if post.lang else None
+        return cls(
+            post.id, lang, post.created_at, bool(c.is_request), bool(c.uncertain),
+            c.specialty, c.urgency,
+        )  # fmt: skip
+
+
+def matches(sub: SubscriberConfig, req: Request) -> str | None:
     """Why this subscriber gets this request ('specialty' or 'triage'), or None."""
-    if post.lang and post.lang.split("-")[0] not in sub.language:
+    if req.lang is not None and req.lang not in sub.language:
         return None
-    if not c.is_request:
+    if not req.is_request:
         # a not-a-request decision the classifier is unsure of goes to triage, not nowhere
-        triage = c.uncertain and sub.triage and sub.role != "student" and not sub.escalation
+        triage = req.uncertain and sub.triage and sub.role != "student" and not sub.escalation
         return "triage" if triage else None
     if sub.role == "student":
-        return "student" if sub.wants_specialty(c.specialty) else None
+        return "student" if sub.wants_specialty(req.specialty) else None
     if sub.escalation:
         return None  # the next ring only hears of unanswered urgent cases (see escalate)
-    if not urgency_at_least(c.urgency, sub.min_urgency):
+    if not urgency_at_least(req.urgency, sub.min_urgency):
         return None
-    if sub.wants_specialty(c.specialty):
+    if sub.wants_specialty(req.specialty):
         return "specialty"
-    if c.uncertain and sub.triage:
+    if req.uncertain and sub.triage:
         return "triage"
     return None
 
 
 def due_time(
-    sub: SubscriberConfig, post: PostRow, c: ClassificationRow, reason: str, now: datetime
+    sub: SubscriberConfig, req: Request, reason: str, now: datetime
 ) -> tuple[str, datetime]:
     """('alert' | 'digest' | 'student', when it may go out)."""
     if reason == "student":
         # Unanswered cases go out in the first digest 24 h after the post (earlier once
         # answered, see release_student_items), always on the student's own schedule.
-        return "student", next_digest_time(sub, max(now, post.created_at + STUDENT_DELAY))
-    if sub.immediate != "never" and urgency_at_least(c.urgency, sub.immediate):
-        urgent_passes = c.urgency == "urgent" and sub.urgent_overrides_quiet
+        return "student", next_digest_time(sub, max(now, req.created_at + STUDENT_DELAY))
+    if sub.immediate != "never" and urgency_at_least(req.urgency, sub.immediate):
+        urgent_passes = req.urgency == "urgent" and sub.urgent_overrides_quiet
         if in_quiet_hours(sub, now) and not urgent_passes:
             return "alert", quiet_hours_end(sub, now)
         return "alert", now
@@ -105,7 +126,7 @@ def route_posts(
     known = {normalize_handle(h) for h in loaded.config.known_authors}
     existing = deliveries.existing(session, post_ids)
     candidates = _CandidateIndex(active)
-    new_rows: list[dict] = []
+    new_rows: list[NewDelivery] = []
     posts = deliveries.load_posts(session, set(post_ids))
     for post_id in post_ids:
         post, c = posts.get(post_id, (None, None))
@@ -122,15 +143,57 @@ def route_posts(
         if loaded.config.only_known_authors and handle not in known:
             result.held.append(post.id)
             continue
-        for sub in candidates.for_specialty(c.specialty):
-            reason = matches(sub, post, c)
-            if reason is None:
-                continue
-            kind, due = due_time(sub, post, c, reason, now)
-            new_rows += delivery_rows(sub, post.id, kind, reason, due, now, existing)
-    delivery_inserts.insert_many(session, new_rows)
+        _route_request(Request.of(post, c), candidates, now, existing, new_rows)
+    delivery_inserts.insert_many(session, new_rows, now)
     result.deliveries = len(new_rows)
     return result
+
+
+_UNDECIDED: Any = object()
+
+
+def _route_request(
+    req: Request,
+    candidates: _CandidateIndex,
+    now: datetime,
+    existing: set[tuple[str, int, str]],
+    new_rows: list[NewDelivery],
+) -> None:
+    """The request's new deliveries (appended to `new_rows`). Subscribers with the same
+    routing settings get the same answer from matches and due_time: asked once each."""
+    decided: dict[tuple[int, bool], tuple[str, str, datetime] | None] = {}
+    post_id = req.post_id
+    for sub, key, settings in candidates.for_specialty(req.specialty):
+        decision = decided.get(settings, _UNDECIDED)
+        if decision is _UNDECIDED:
+            reason = matches(sub, req)
+            decision = None if reason is None else (reason, *due_time(sub, req, reason, now))
+            decided[settings] = decision
+        if decision is None:
+            continue
+        reason, kind, due = decision
+        for channel in sub.deliver_by:  # delivery_rows, inline: 100,000s of rows
+            if (key, post_id, channel) not in existing:
+                existing.add((key, post_id, channel))
+                new_rows.append((key, post_id, channel, kind, reason, due))
+
+
+# SubscriberConfig fields that neither matches nor due_time reads (specialties: only through
+# wants_specialty, part of the settings below). Any other field, present or future, counts.
+_NOT_ROUTING = frozenset(
+    {"name", "id", "email", "mastodon", "bluesky", "x", "deliver_by", "specialties",
+     "hide_authors", "max_items"}
+)  # fmt: skip
+
+
+def routing_settings(sub: SubscriberConfig) -> tuple:
+    """What matches and due_time read of a subscriber, but whether it wants the specialty:
+    subscribers with equal settings are routed alike."""
+    return tuple(
+        (name, tuple(value) if isinstance(value, list) else value)
+        for name, value in sub.__dict__.items()
+        if name not in _NOT_ROUTING
+    )
 
 
 class _CandidateIndex:
@@ -142,13 +205,29 @@ class _CandidateIndex:
 
     def __init__(self, subscribers: list[SubscriberConfig]):
         self.subscribers = subscribers
-        self._by_specialty: dict[str | None, list[SubscriberConfig]] = {}
+        self._by_specialty: dict[str | None, list[tuple[SubscriberConfig, str, Any]]] = {}
+        self._settings: dict[tuple, int] = {}  # routing settings -> a small number
+        self._numbers: dict[int, tuple[str, int]] = {}  # id(subscriber) -> key, number
 
-    def for_specialty(self, specialty: str | None) -> list[SubscriberConfig]:
+    def for_specialty(self, specialty: str | None) -> list[tuple[SubscriberConfig, str, Any]]:
+        """(subscriber, its key, (its settings' number, wants the specialty)) of each
+        possible recipient."""
         found = self._by_specialty.get(specialty)
         if found is None:
-            found = [s for s in self.subscribers if s.triage or s.wants_specialty(specialty)]
-            self._by_specialty[specialty] = found
+            found = self._by_specialty[specialty] = []
+            for sub in self.subscribers:
+                wants = sub.wants_specialty(specialty)
+                if wants or sub.triage:
+                    key, number = self._numbered(sub)
+                    found.append((sub, key, (number, wants)))
+        return found
+
+    def _numbered(self, sub: SubscriberConfig) -> tuple[str, int]:
+        """The subscriber's key and its settings' number."""
+        found = self._numbers.get(id(sub))
+        if found is None:
+            number = self._settings.setdefault(routing_settings(sub), len(self._settings))
+            found = self._numbers[id(sub)] = (sub.key, number)
         return found
 
 
@@ -162,26 +241,16 @@ def delivery_rows(
     kind: str,
     reason: str,
     due: datetime,
-    now: datetime,
     existing: set[tuple[str, int, str]],
-) -> list[dict]:
-    rows = []
+) -> list[NewDelivery]:
+    """A new delivery per channel of the subscriber's, unless it exists (`existing`)."""
+    rows: list[NewDelivery] = []
     for channel in sub.deliver_by:
         key = (sub.key, post_id, channel)
         if key in existing:
             continue
         existing.add(key)
-        rows.append(
-            {
-                "subscriber_id": sub.key,
-                "post_id": post_id,
-                "channel": channel,
-                "kind": kind,
-                "reason": reason,
-                "due_at": due,
-                "created_at": now,
-            }
-        )
+        rows.append((sub.key, post_id, channel, kind, reason, due))
     return rows
 
 
@@ -194,10 +263,8 @@ def add_deliveries(
     due: datetime,
     now: datetime,
 ) -> int:
-    rows = delivery_rows(
-        sub, post_id, kind, reason, due, now, existing_deliveries(session, [post_id])
-    )
-    delivery_inserts.insert_many(session, rows)
+    rows = delivery_rows(sub, post_id, kind, reason, due, existing_deliveries(session, [post_id]))
+    delivery_inserts.insert_many(session, rows, now)
     return len(rows)
 
 

@@ -162,3 +162,29 @@ def test_bad_config_edit_keeps_the_running_bot_on_the_last_good_config(tmp_path,
     runner.reload_config()
     assert runner.loaded is not loaded and said[-1] == "config reloaded"
     assert runner.loaded.config.subscribers[1].min_urgency == "urgent"
+
+
+def test_bulk_steps_leave_the_garbage_collector_as_they_found_it():
+    import gc
+    import threading
+
+    from bot.pipeline import _bulk_gc
+
+    before = gc.get_threshold()
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other_step():
+        with _bulk_gc.step():
+            inside.set()
+            release.wait(5)
+
+    with _bulk_gc.step():
+        assert gc.get_threshold()[0] == _bulk_gc.YOUNG and gc.get_freeze_count() > 0
+        thread = threading.Thread(target=other_step)
+        thread.start()
+        inside.wait(5)
+    assert gc.get_threshold()[0] == _bulk_gc.YOUNG  # the other step still runs
+    release.set()
+    thread.join(5)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, text, update
 
 from bot.storage.classifications import latest_classifications
 from bot.storage.models import ClassificationRow, DeliveryRow, MessageRow, PostRow, UtcDateTime
@@ -29,21 +29,10 @@ if TYPE_CHECKING:
 CHUNK = 500  # ids per IN (...) list
 
 Item = tuple[int, int, str]  # (delivery id, post id, routing reason)
+ItemState = tuple[int, bool]  # (delivery id, its post is live)
 Claimed = tuple[list[int], list[Item]]  # the message rows claimed, and their items
 PostCache = dict[int, tuple[PostRow, "ClassificationRow | None"]]
 FINISHED = ("sent", "failed", "dropped")
-
-
-@dataclass(frozen=True)
-class DueDelivery:
-    id: int
-    subscriber_id: str
-    post_id: int
-    channel: str
-    kind: str
-    message_key: str | None
-    post_deleted: bool  # also True when the post is gone from the database
-    message_id: int
 
 
 def _chunks(ids: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -80,11 +69,7 @@ def reconcile(
     return len(rows)
 
 
-def due(
-    session: Session, now: datetime, *, force: bool = False, only_channel: str | None = None
-) -> list[DueDelivery]:
-    """The items of pending messages due now, in delivery id order (`force`: of all pending
-    messages never tried yet, too)."""
+def _due_conditions(now: datetime, force: bool, only_channel: str | None) -> list[Any]:
     conditions = [MessageRow.status == "pending"]
     if force:
         # --now flushes everything pending, but a failed send still waits for its backoff.
@@ -93,26 +78,61 @@ def due(
         conditions.append(MessageRow.due_at <= now)
     if only_channel is not None:
         conditions.append(MessageRow.channel == only_channel)
+    return conditions
+
+
+def _post_live() -> Any:
+    """An item's post (outer-joined) is still there and not deleted."""
+    return and_(PostRow.id.is_not(None), PostRow.deleted.is_(False))
+
+
+class DueMessage(NamedTuple):
+    """A pending message due now, as the delivery loop groups and sends it."""
+
+    id: int
+    subscriber_id: str
+    channel: str
+    kind: str
+    message_key: str | None
+    first_live: int | None  # its first item (delivery id) whose post is live; None: none is
+    gone: int  # its items whose post is deleted, or no longer in the database
+
+
+def due_messages(
+    session: Session, now: datetime, *, force: bool = False, only_channel: str | None = None
+) -> list[DueMessage]:
+    """The pending messages due now (`force`: and all those never tried yet), one row each
+    (not one per item), in the order of their first live item."""
+    live = _post_live()
+    first_live = func.min(case((live, DeliveryRow.id)))
     rows = session.execute(
         select(
-            DeliveryRow.id,
-            MessageRow.subscriber_id,
-            DeliveryRow.post_id,
-            MessageRow.channel,
-            MessageRow.kind,
-            MessageRow.message_key,
-            PostRow.deleted,
-            MessageRow.id,
+            MessageRow.id, MessageRow.subscriber_id, MessageRow.channel, MessageRow.kind,
+            MessageRow.message_key, first_live, func.count() - func.count(case((live, 1))),
         )
         .join(DeliveryRow, DeliveryRow.message_id == MessageRow.id)
         .outerjoin(PostRow, PostRow.id == DeliveryRow.post_id)
-        .where(*conditions)
-        .order_by(DeliveryRow.id)
-    ).all()
-    return [
-        DueDelivery(row_id, sub, post, ch, kind, key, deleted is None or bool(deleted), msg)
-        for row_id, sub, post, ch, kind, key, deleted, msg in rows
-    ]
+        .where(*_due_conditions(now, force, only_channel))
+        .group_by(MessageRow.id)
+        .order_by(first_live, MessageRow.id)
+    )  # fmt: skip
+    return [DueMessage(*row) for row in rows]
+
+
+def items_by_post_state(session: Session, message_ids: list[int]) -> dict[int, list[ItemState]]:
+    """The items of these messages: {message id: [(delivery id, post live?)]}, by id."""
+    live = _post_live()
+    out: dict[int, list[ItemState]] = {}
+    for chunk in _chunks(sorted(message_ids)):
+        rows = session.execute(
+            select(DeliveryRow.message_id, DeliveryRow.id, case((live, True), else_=False))
+            .outerjoin(PostRow, PostRow.id == DeliveryRow.post_id)
+            .where(DeliveryRow.message_id.in_(chunk))
+            .order_by(DeliveryRow.id)
+        )
+        for message_id, row_id, is_live in rows:
+            out.setdefault(message_id, []).append((row_id, bool(is_live)))
+    return out
 
 
 def drop(session: Session, items: dict[int, list[int]], reason: str, now: datetime) -> int:

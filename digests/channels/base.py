@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from bot.core.config_models import SubscriberConfig
@@ -41,6 +43,12 @@ class Channel(ABC):
     @abstractmethod
     def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:
         """Deliver one rendered digest to one subscriber. Never raises for delivery errors."""
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Around the sends of one batch (the delivery loop's): a channel may hold something
+        open for them (the outbox its folder). `send` works outside a batch too."""
+        yield
 
     def close(self) -> None:
         """Release connections."""

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event, select
 
 from bot.pipeline import Pipeline
-from bot.storage.models import DeliveryRow, MessageRow, PostRow
+from bot.storage.models import DeliveryRow, MessageRow, PostRow, SubscriberRow
 from digests.channels.outbox import OutboxChannel
 
 from .helpers import T0, add_request, make_config
@@ -122,3 +122,33 @@ def test_sending_writes_message_rows_never_deliveries(tmp_path, db):
     assert flush_with(loaded, db, outbox, T0 + timedelta(hours=2)).messages == 10
     updated = {" ".join(w[:2]).upper() for w in writes if w[0].upper() in ("UPDATE", "DELETE")}
     assert updated == {"UPDATE MESSAGES"}, updated
+
+
+def test_items_of_deleted_posts_and_of_gone_subscribers_are_dropped_each_with_its_reason(
+    tmp_path, db
+):
+    """One message row of three items per subscriber: the first post deleted, doc9 gone."""
+    loaded = make_config(tmp_path, SUBSCRIBERS)
+    for n in range(3):
+        add_request(db, str(n), f"Cas {n} ? #DocTocToc", "cardiology", "soon")
+    Pipeline(loaded, db, classifier=object(), collectors=[], clock=lambda: T0).route()
+    with db.session() as s:
+        s.get(PostRow, 1).deleted = True
+        s.get(SubscriberRow, "doc9").unsubscribed_at = T0
+    outbox = OutboxChannel(loaded.config.channels.outbox, base_dir=tmp_path)
+    result = flush_with(loaded, db, outbox, T0 + timedelta(hours=2))
+    assert result.messages == 9 and result.dropped == 9 + 3
+    with db.session() as s:
+        items = s.execute(select(DeliveryRow.subscriber_id, DeliveryRow.post_id, DeliveryRow.id,
+                                 DeliveryRow.status, MessageRow.last_error, MessageRow.message_key)
+                          .join(MessageRow, MessageRow.id == DeliveryRow.message_id)).all()  # fmt: skip
+    for sub, post, _row_id, status, error, key in items:
+        if post == 1:
+            assert (status, error) == ("dropped", "post deleted at its source")
+        elif sub == "doc9":
+            assert (status, error) == ("dropped", "unsubscribed or removed from config")
+        else:
+            assert status == "sent"
+            # the new message key names the message's first item still there (post 2's)
+            first = min(i for s_, p, i, *_ in items if s_ == sub and p != 1)
+            assert key.endswith(f".{first}")
