@@ -187,7 +187,8 @@ class DeliveryRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscribers.id"), index=True)
+    # No index of its own: uq_delivery_once (subscriber_id first) answers its lookups.
+    subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscribers.id"))
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
     channel: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16), default="digest")  # alert | digest | student
