@@ -24,6 +24,7 @@ from digests.email_message import build_email
 from digests.render import Digest, DigestItem, render_dm
 
 from .helpers import T0, add_request, make_config
+from .test_render import digest as plain_digest
 
 # A signed link token (digests.tokens.sign): base64 value "." 16-byte HMAC, after its path.
 TOKEN = re.compile(rb"(?:(?<=/unsubscribe/)|(?<=/correct/)|(?<=v=))([\w-]+)\.[\w-]{22}(?![\w-])")
@@ -53,19 +54,8 @@ def _item(i: int, text: str, urgency: str = "urgent", **kw) -> DigestItem:
 
 
 def _digest(items, *, name="Dr Derm", kind="digest", lang="fr", **kw) -> Digest:
-    return Digest(
-        subscriber_id=kw.pop("subscriber_id", "derm"),
-        subscriber_name=name,
-        language=lang,
-        kind=kind,
-        items=items,
-        more_url="https://bot.example.org/cases?specialty=dermatology",
-        unsubscribe_url="https://bot.example.org/unsubscribe/abc.def",
-        specialties="dermatology",
-        message_key=f"derm.smtp.{kind}.20261127T090000.1",
-        generated_at=T0,
-        **kw,
-    )
+    key = f"derm.smtp.{kind}.20261127T090000.1"
+    return plain_digest(items, name=name, kind=kind, lang=lang, message_key=key, **kw)
 
 
 def digest_shapes() -> dict[str, Digest]:

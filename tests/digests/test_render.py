@@ -27,20 +27,18 @@ def item(text: str, i: int = 1, urgency: str = "urgent", **kw) -> DigestItem:
 
 
 def digest(
-    items: list[DigestItem], name: str = "Dr Derm", kind: str = "digest", lang: str = "fr"
+    items: list[DigestItem], name: str = "Dr Derm", kind: str = "digest", lang: str = "fr", **kw
 ) -> Digest:
-    return Digest(
+    fields = dict(
         subscriber_id="derm",
-        subscriber_name=name,
-        language=lang,
-        kind=kind,
-        items=items,
         more_url="https://bot.example.org/cases?specialty=dermatology",
         unsubscribe_url="https://bot.example.org/unsubscribe/abc.def",
         specialties="dermatology",
         message_key="derm.smtp.digest.1",
         generated_at=T0,
     )
+    fields.update(kw)
+    return Digest(subscriber_name=name, language=lang, kind=kind, items=items, **fields)
 
 
 def test_html_escapes_post_text_author_and_alt():

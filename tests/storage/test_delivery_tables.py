@@ -9,6 +9,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import inspect, text
 
+from bot.core.config_models import SubscriberConfig
+from bot.storage import subscribers
+
+from ..digests.helpers import add_request
+
 
 def test_a_subscribers_deliveries_are_found_through_the_unique_index_alone(any_db):
     indexes = inspect(any_db.engine).get_indexes("deliveries")
@@ -40,27 +45,6 @@ def test_the_index_comes_back_on_downgrade(db):
     assert "ix_deliveries_subscriber_id" not in names
 
 
-def _subscriber_and_posts(session, posts: int) -> None:
-    t = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-    session.execute(
-        text(
-            "INSERT INTO subscribers (id, name, settings, in_config, updated_at) "
-            "VALUES ('a', 'a', '{}', true, :t)"
-        ),
-        {"t": t},
-    )
-    for post in range(1, posts + 1):
-        session.execute(
-            text(
-                "INSERT INTO posts (id, network, key, native_id, url, author_id, author_handle, "
-                "author_name, author_key, text, created_at, collected_at, hashtags, media, "
-                "deleted, answer_count) VALUES (:id, 'mastodon', :k, :k, '', '', '', '', '', "
-                "'', :t, :t, '[]', '[]', false, 0)"
-            ),
-            {"id": post, "k": str(post), "t": t},
-        )
-
-
 def test_a_large_routing_on_postgresql_leaves_fresh_planner_statistics(any_db, monkeypatch):
     """Claims right after a national-scale routing look rows up by id; with statistics from
     before the insert PostgreSQL scanned whole tables (100,000 subscribers: 81 s of claims)."""
@@ -69,9 +53,10 @@ def test_a_large_routing_on_postgresql_leaves_fresh_planner_statistics(any_db, m
     from bot.storage import delivery_inserts
 
     now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-    rows = [("a", post, "smtp", "digest", "specialty", now) for post in range(1, 31)]
     with any_db.session() as session:
-        _subscriber_and_posts(session, 30)
+        subscribers.sync(session, [SubscriberConfig(name="a")], now)
+    posts = [add_request(any_db, str(n), f"case {n}", "dermatology", "soon") for n in range(30)]
+    rows = [("a", post, "smtp", "digest", "specialty", now) for post in posts]
     monkeypatch.setattr(delivery_inserts, "ANALYZE_AFTER", 50)
     with any_db.session() as session:  # below the threshold: statistics untouched
         delivery_inserts.insert_many(session, rows[:10], now)
