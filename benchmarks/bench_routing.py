@@ -222,6 +222,12 @@ def bench_routing(
         print(
             f"  process peak RSS: {rss_before:.0f} MiB before the cycle ({subscribers} subscribers' config loaded), {max_rss_mib():.0f} MiB at its end"
         )
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        if children:  # delivery.workers: forked processes share the flush
+            print(
+                f"  largest forked delivery worker: {children:.0f} MiB peak RSS (its pages"
+                " shared with this process, copy-on-write, are counted in both)"
+            )
         if trace_memory:
             print(
                 f"  peak Python allocations during the cycle (tracemalloc): {peak / 2**20:.0f} MiB"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -69,6 +70,12 @@ class _BulkGc:
 
 
 _bulk_gc = _BulkGc()
+
+
+def delivery_workers(loaded: LoadedConfig) -> int:
+    """delivery.workers: "auto" is one process per CPU core, at most 4."""
+    workers = loaded.config.delivery.workers
+    return min(4, os.cpu_count() or 1) if workers == "auto" else workers
 
 
 @dataclass
@@ -220,8 +227,9 @@ class Pipeline:
         channels = self.channels if channel is None else {channel: self.channels[channel]}
         with _bulk_gc.step():
             return flush(
-                self.db, self.loaded, channels, self.clock(), force=force, only_channel=channel
-            )
+                self.db, self.loaded, channels, self.clock(), force=force, only_channel=channel,
+                workers=delivery_workers(self.loaded),
+            )  # fmt: skip
 
     def cycle(self, *, force_flush: bool = False, collect: bool = True) -> CycleSummary:
         summary = CycleSummary(outbox_dir=self._outbox_dir())

@@ -13,6 +13,11 @@ reconciled per channel: e-mail is resent with the same Message-ID; DMs are never
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import select
+import signal
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from bot.core.config import LoadedConfig
 from bot.storage import deliveries
-from bot.storage.db import Database
+from bot.storage.db import Database, sqlite_file
 from bot.storage.deliveries import Failure, claim, load_posts
 from digests.channels.base import Channel, SendResult
 from digests.compose import Composer, Route
@@ -35,6 +40,7 @@ __all__ = ["FlushResult", "backoff", "claim", "flush", "reconcile"]
 log = logging.getLogger(__name__)
 EMAIL_BATCH = 1024  # messages claimed and settled per transaction (resent after a crash)
 DM_BATCH = 8  # direct messages: a crash mid-batch fails them all (never resent)
+PARALLEL_MIN = 2_000  # e-mails in a flush before it is shared with forked workers
 
 
 @dataclass
@@ -86,12 +92,14 @@ def flush(
     force: bool = False,
     after_claim: Callable[[], None] | None = None,
     only_channel: str | None = None,
+    workers: int = 1,
 ) -> FlushResult:
     """Send every due delivery, grouped into one message per (subscriber, channel, kind).
 
     With `only_channel`, only that channel's deliveries are looked at: each channel's job
     works on its own rows, beside the others. `after_claim` runs after each batch is
-    claimed, before it is sent (tests interleave another process there).
+    claimed, before it is sent (tests interleave another process there). With `workers`
+    above 1, a flush of at least PARALLEL_MIN e-mails shares them with forked processes.
     """
     result = FlushResult()
     with db.session() as session:
@@ -114,8 +122,113 @@ def flush(
         for (sub_id, channel, kind, key), (first, messages) in groups.items()
     ]  # fmt: skip
     sender = _Sender(db, loaded, channels, now, result, {}, secret)
-    sender.send_all(routes, after_claim)
+    _share_out(sender, routes, after_claim, workers)
     return result
+
+
+def _share_out(
+    sender: _Sender, routes: list[Route], after_claim: Callable[[], None] | None, workers: int
+) -> None:
+    """Send the routes: shared between this process and `workers - 1` forked ones when they
+    are many e-mails, else all from here. Each process claims, sends and settles its own
+    share with its own database connections (the queue's claims make that safe, as between
+    bot processes); a child reports what it sent through a pipe. A child that dies or hangs
+    past delivery.sending_timeout leaves its claimed messages `sending`: reconciled like
+    any crash (e-mail is resent with the same Message-ID)."""
+    shared = [r for r in routes if _forkable(sender.channels[r.channel])]
+    if workers < 2 or len(shared) < PARALLEL_MIN or not _can_fork(sender.db):
+        sender.send_all(routes, after_claim)
+        return
+    size = -(-len(shared) // workers)
+    shares = [shared[i : i + size] for i in range(0, len(shared), size)]
+    children = [_Child.start(sender, share, after_claim) for share in shares[1:]]
+    given = {id(route) for share in shares[1:] for route in share}
+    try:
+        sender.send_all([r for r in routes if id(r) not in given], after_claim)
+    finally:
+        timeout = sender.loaded.config.delivery.sending_timeout.total_seconds()
+        deadline = time.monotonic() + timeout
+        for child in children:
+            child.join(sender.result, deadline)
+
+
+def _forkable(channel: Channel) -> bool:
+    return channel.fork_safe and channel.resend_after_crash
+
+
+def _can_fork(db: Database) -> bool:
+    """A child gets its own connections: not possible with an in-memory SQLite database."""
+    if not hasattr(os, "fork"):
+        return False
+    return db.engine.dialect.name != "sqlite" or sqlite_file(db.url) is not None
+
+
+_inherited: list[object] = []  # a child's copies of its parent's connection pools
+
+
+@dataclass
+class _Child:
+    pid: int
+    pipe: int
+    messages: int
+
+    @classmethod
+    def start(
+        cls, sender: _Sender, share: list[Route], after_claim: Callable[[], None] | None
+    ) -> _Child:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid:
+            os.close(write)
+            return cls(pid, read, len(share))
+        os.close(read)  # the child, from here on
+        code = 1
+        try:
+            # The parent's pooled connections are left untouched (never closed from here).
+            _inherited.append(sender.db.engine.pool)
+            sender.db.engine.dispose(close=False)
+            sender.result = FlushResult()
+            sender.send_all(share, after_claim)
+            data = memoryview(pickle.dumps(sender.result))
+            while data:
+                data = data[os.write(write, data) :]
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported by the parent, which carries on
+            log.exception("delivery worker %d failed", os.getpid())
+        finally:
+            os._exit(code)
+
+    def join(self, result: FlushResult, deadline: float) -> None:
+        """Add the child's result to `result`; a dead or hung child is logged (and killed)."""
+        chunks: list[bytes] = []
+        try:
+            while True:
+                ready, _, _ = select.select(
+                    [self.pipe], [], [], max(0.0, deadline - time.monotonic())
+                )
+                if not ready:
+                    os.kill(self.pid, signal.SIGKILL)
+                    break
+                chunk = os.read(self.pipe, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(self.pipe)
+            _, status = os.waitpid(self.pid, 0)
+        if status == 0 and chunks:
+            child: FlushResult = pickle.loads(b"".join(chunks))
+            result.sent += child.sent
+            result.failed += child.failed
+            result.retrying += child.retrying
+            result.dropped += child.dropped
+            return
+        log.error(
+            "delivery worker %d ended abnormally (status %d) with a share of %d messages: "
+            "those it claimed stay `sending` until delivery.sending_timeout, then e-mail is "
+            "resent with the same Message-ID",
+            self.pid, status, self.messages,
+        )  # fmt: skip
 
 
 def _drop_gone(

@@ -240,6 +240,9 @@ class DeliveryConfig(Strict):
     sending_timeout: Duration = timedelta(minutes=10)
     # An alert for a post older than this says so in its subject ("posted 10 days ago").
     stale_alert_after: Duration = timedelta(hours=6)
+    # Processes that share a large flush of e-mail (outbox, smtp): "auto" is one per CPU
+    # core, at most 4; 1 sends everything from the bot's own process.
+    workers: Literal["auto"] | Annotated[int, Field(ge=1, le=16)] = "auto"
 
 
 class WebConfig(Strict):

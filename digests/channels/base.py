@@ -39,6 +39,11 @@ class Channel(ABC):
     # Sends the e-mail of a digest: the delivery loop renders it beforehand, each distinct
     # content once (digest.rendered), instead of the channel rendering every message.
     sends_email: bool = False
+    # Can a forked process send through a copy of this channel (it holds no connection or
+    # session between sends)? Then a large flush shares its messages between processes
+    # (delivery.workers); only channels that also resend after a crash, as a worker that
+    # dies leaves its claimed messages `sending` until reconciled.
+    fork_safe: bool = False
 
     @abstractmethod
     def send(self, digest: Digest, subscriber: SubscriberConfig) -> SendResult:

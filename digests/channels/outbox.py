@@ -31,6 +31,7 @@ class OutboxChannel(Channel):
     name = "outbox"
     max_length = None
     sends_email = True
+    fork_safe = True  # a file per send, the folder opened per batch
 
     def __init__(
         self, config: OutboxConfig, *, base_dir: Path | None = None, sender: str | None = None

@@ -27,6 +27,7 @@ class SmtpChannel(Channel):
     name = "smtp"
     max_length = None
     resend_after_crash = True  # same Message-ID: a resend is recognisable
+    fork_safe = True  # a connection per send
     sends_email = True
 
     def __init__(self, config: SmtpConfig, *, ssl_context: ssl.SSLContext | None = None):
