@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from bot.core.config_models import SubscriberConfig
 from bot.storage import subscribers
@@ -77,3 +78,54 @@ def _estimated_rows(db, table: str) -> float:
             ),
             {"t": table},
         ).scalar_one()
+
+
+def _foreign_keys(db) -> list[tuple[list[str], str, list[str]]]:
+    return sorted(
+        (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])
+        for fk in inspect(db.engine).get_foreign_keys("deliveries")
+    )
+
+
+def test_an_item_must_belong_to_a_message_of_its_own_subscriber(any_db):
+    """One foreign key (message, subscriber) checks both per routed item (migration 0006):
+    the subscriber must exist and the message must be that subscriber's."""
+    assert _foreign_keys(any_db) == [
+        (["message_id", "subscriber_id"], "messages", ["id", "subscriber_id"]),
+        (["post_id"], "posts", ["id"]),
+    ]
+    from bot.storage import delivery_inserts
+
+    now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    with any_db.session() as session:
+        subscribers.sync(session, [SubscriberConfig(name="a"), SubscriberConfig(name="b")], now)
+    post = add_request(any_db, "1", "case", "dermatology", "soon")
+    with any_db.session() as session:
+        delivery_inserts.insert_many(
+            session, [("a", post, "smtp", "digest", "specialty", now)], now
+        )
+    copy = (
+        "INSERT INTO deliveries (subscriber_id, post_id, channel, kind, reason, message_id, "
+        "created_at) SELECT :sub, post_id, :channel, kind, reason, message_id, created_at "
+        "FROM deliveries WHERE channel = 'smtp'"
+    )
+    with any_db.session() as session:  # a's message, a's item on another channel: fine
+        session.execute(text(copy), {"sub": "a", "channel": "outbox"})
+    for stranger in ("b", "nobody"):  # b's item in a's message; an unknown subscriber
+        with pytest.raises(IntegrityError), any_db.session() as session:
+            session.execute(text(copy), {"sub": stranger, "channel": "x"})
+
+
+def test_two_foreign_keys_come_back_on_downgrade(any_db):
+    from alembic import command
+
+    from bot.storage.db import alembic_config
+
+    command.downgrade(alembic_config(any_db.engine), "0005")
+    assert _foreign_keys(any_db) == [
+        (["message_id"], "messages", ["id"]),
+        (["post_id"], "posts", ["id"]),
+        (["subscriber_id"], "subscribers", ["id"]),
+    ]
+    command.upgrade(alembic_config(any_db.engine), "head")
+    assert len(_foreign_keys(any_db)) == 2
