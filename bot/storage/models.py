@@ -188,7 +188,9 @@ class DeliveryRow(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("subscriber_id", "post_id", "channel", name="uq_delivery_once"),
+        # Post first: routing writes post by post (rows arrive in its order), and it answers
+        # the lookups by post; nothing looks deliveries up by subscriber (migration 0006).
+        UniqueConstraint("post_id", "subscriber_id", "channel", name="uq_delivery_once"),
         # One key checks both the message and the subscriber (the message's): one check
         # per routed item instead of two (migration 0006).
         ForeignKeyConstraint(
@@ -199,9 +201,8 @@ class DeliveryRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # No index of its own: uq_delivery_once (subscriber_id first) answers its lookups.
     subscriber_id: Mapped[str] = mapped_column(String(255))
-    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
     channel: Mapped[str] = mapped_column(String(32))
     kind: Mapped[str] = mapped_column(String(16), default="digest")  # alert | digest | student
     reason: Mapped[str] = mapped_column(String(32), default="specialty")

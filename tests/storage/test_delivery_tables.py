@@ -16,21 +16,31 @@ from bot.storage import subscribers
 from ..digests.helpers import add_request
 
 
-def test_a_subscribers_deliveries_are_found_through_the_unique_index_alone(any_db):
-    indexes = inspect(any_db.engine).get_indexes("deliveries")
-    names = {ix["name"] for ix in indexes}
-    assert "ix_deliveries_subscriber_id" not in names
-    assert {"ix_deliveries_post_id", "ix_deliveries_message_id"} <= names
+def _unique_columns(db) -> list[list[str]]:
+    return [uq["column_names"] for uq in inspect(db.engine).get_unique_constraints("deliveries")]
+
+
+def test_what_a_post_already_has_is_read_from_the_unique_index_alone(any_db):
+    """uq_delivery_once is (post, subscriber, channel): routing writes post by post in its
+    order, and the lookup by post needs no index of its own (migration 0006)."""
+    assert _unique_columns(any_db) == [["post_id", "subscriber_id", "channel"]]
+    names = {ix["name"] for ix in inspect(any_db.engine).get_indexes("deliveries")}
+    # (PostgreSQL also lists the unique constraint's own index, uq_delivery_once.)
+    assert names - {"uq_delivery_once"} == {"ix_deliveries_message_id"}
     if any_db.engine.dialect.name == "sqlite":
         with any_db.engine.connect() as conn:
             plan = " ".join(
                 str(row[-1])
                 for row in conn.execute(
-                    text("EXPLAIN QUERY PLAN SELECT id FROM deliveries WHERE subscriber_id = 'a'")
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT subscriber_id, post_id, channel "
+                        "FROM deliveries WHERE post_id IN (1, 2)"
+                    )
                 )
             )
         # SQLite names the unique constraint's index sqlite_autoindex_deliveries_N.
-        assert plan.startswith("SEARCH") and "(subscriber_id=?)" in plan, plan
+        assert plan.startswith("SEARCH") and "COVERING INDEX" in plan, plan
+        assert "(post_id=?)" in plan, plan
 
 
 def test_the_index_comes_back_on_downgrade(db):
@@ -116,12 +126,15 @@ def test_an_item_must_belong_to_a_message_of_its_own_subscriber(any_db):
             session.execute(text(copy), {"sub": stranger, "channel": "x"})
 
 
-def test_two_foreign_keys_come_back_on_downgrade(any_db):
+def test_0005_keys_come_back_on_downgrade(any_db):
     from alembic import command
 
     from bot.storage.db import alembic_config
 
     command.downgrade(alembic_config(any_db.engine), "0005")
+    assert _unique_columns(any_db) == [["subscriber_id", "post_id", "channel"]]
+    names = {ix["name"] for ix in inspect(any_db.engine).get_indexes("deliveries")}
+    assert "ix_deliveries_post_id" in names
     assert _foreign_keys(any_db) == [
         (["message_id"], "messages", ["id"]),
         (["post_id"], "posts", ["id"]),
@@ -129,3 +142,4 @@ def test_two_foreign_keys_come_back_on_downgrade(any_db):
     ]
     command.upgrade(alembic_config(any_db.engine), "head")
     assert len(_foreign_keys(any_db)) == 2
+    assert _unique_columns(any_db) == [["post_id", "subscriber_id", "channel"]]
