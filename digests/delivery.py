@@ -139,8 +139,9 @@ def _share_out(
     if workers < 2 or len(shared) < PARALLEL_MIN or not _can_fork(sender.db):
         sender.send_all(routes, after_claim)
         return
-    size = -(-len(shared) // workers)
-    shares = [shared[i : i + size] for i in range(0, len(shared), size)]
+    # Dealt out in turn, not cut in blocks: routes come in the order of their first item,
+    # so the first ones tend to be the subscribers with the most items.
+    shares = [shared[i::workers] for i in range(workers)]
     children = [_Child.start(sender, share, after_claim) for share in shares[1:]]
     given = {id(route) for share in shares[1:] for route in share}
     try:
