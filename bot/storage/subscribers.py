@@ -4,7 +4,6 @@ and the blocked authors: the queries routing needs."""
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,9 @@ def _serialised(subscribers: Sequence[SubscriberConfig]) -> tuple[str, list[dict
         return memo[1], memo[2]
     dumped = [s.model_dump(mode="json") for s in subscribers]
     keyed = [[s.key, s.name, d] for s, d in zip(subscribers, dumped, strict=True)]
-    fingerprint = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
+    # repr: the values alone decide it (dicts in the model's field order), at half the cost
+    # of JSON with sorted keys for 10,000 subscribers.
+    fingerprint = hashlib.sha256(repr(keyed).encode()).hexdigest()
     _memo.clear()  # one config at a time: a reloaded config replaces the old one
     _memo[id(subscribers)] = (subscribers, fingerprint, dumped)
     return fingerprint, dumped
@@ -72,23 +73,25 @@ def sync(session: Session, subscribers: Sequence[SubscriberConfig], now: datetim
             row.updated_at = now
     if new_rows:
         # Another process may insert the same subscribers at the same moment: keep theirs.
-        session.execute(_insert_ignoring_duplicates(session), new_rows)
+        session.connection().execute(_insert_ignoring_duplicates(session), new_rows)
     session.flush()
     settings.put(session, SYNCED, fingerprint)
     return True
 
 
 def _insert_ignoring_duplicates(session: Session) -> Any:
+    """A Core insert of the table (the ORM's bulk path costs twice as much for 10,000)."""
+    table = SubscriberRow.__table__
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(SubscriberRow).on_conflict_do_nothing()
+        return pg_insert(table).on_conflict_do_nothing()
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(SubscriberRow).on_conflict_do_nothing()
-    return insert(SubscriberRow)
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return insert(table)
 
 
 def unsubscribed(session: Session) -> set[str]:
