@@ -183,6 +183,10 @@ def _of_message(column: Any) -> Any:
 class DeliveryRow(Base):
     """One request for one subscriber on one channel, an item of one message (`message_id`).
 
+    Its keys (post; message and subscriber) are foreign keys on SQLite; on PostgreSQL,
+    triggers check them once per statement (migration 0007: a row-by-row check cost a
+    query per routed item), with the same rules and error.
+
     The unique constraint makes routing idempotent; the message row carries the send status
     (`status`, `attempts`, `message_key`, ... below are read from it)."""
 

@@ -97,23 +97,37 @@ def _foreign_keys(db) -> list[tuple[list[str], str, list[str]]]:
     )
 
 
-def test_an_item_must_belong_to_a_message_of_its_own_subscriber(any_db):
-    """One foreign key (message, subscriber) checks both per routed item (migration 0006):
-    the subscriber must exist and the message must be that subscriber's."""
-    assert _foreign_keys(any_db) == [
+# The keys of a delivery: SQLite's foreign keys; on PostgreSQL, triggers that check a whole
+# statement at once (migration 0007). The same rules on both, tested below.
+_HEAD_KEYS = {
+    "sqlite": [
         (["message_id", "subscriber_id"], "messages", ["id", "subscriber_id"]),
         (["post_id"], "posts", ["id"]),
-    ]
+    ],
+    "postgresql": [],
+}
+
+
+def _one_routed_item(db):
+    """Subscribers a and b, a post, and a's delivery of it by smtp; the post id."""
     from bot.storage import delivery_inserts
 
     now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-    with any_db.session() as session:
+    with db.session() as session:
         subscribers.sync(session, [SubscriberConfig(name="a"), SubscriberConfig(name="b")], now)
-    post = add_request(any_db, "1", "case", "dermatology", "soon")
-    with any_db.session() as session:
+    post = add_request(db, "1", "case", "dermatology", "soon")
+    with db.session() as session:
         delivery_inserts.insert_many(
             session, [("a", post, "smtp", "digest", "specialty", now)], now
         )
+    return post
+
+
+def test_an_item_must_belong_to_a_message_of_its_own_subscriber(any_db):
+    """One key (message, subscriber) checks both per routed item (migration 0006): the
+    subscriber must exist and the message must be that subscriber's."""
+    assert _foreign_keys(any_db) == _HEAD_KEYS[any_db.engine.dialect.name]
+    _one_routed_item(any_db)
     copy = (
         "INSERT INTO deliveries (subscriber_id, post_id, channel, kind, reason, message_id, "
         "created_at) SELECT :sub, post_id, :channel, kind, reason, message_id, created_at "
@@ -124,6 +138,65 @@ def test_an_item_must_belong_to_a_message_of_its_own_subscriber(any_db):
     for stranger in ("b", "nobody"):  # b's item in a's message; an unknown subscriber
         with pytest.raises(IntegrityError), any_db.session() as session:
             session.execute(text(copy), {"sub": stranger, "channel": "x"})
+
+
+def test_an_item_needs_its_post_and_its_post_and_message_keep_their_items(any_db):
+    post = _one_routed_item(any_db)
+    insert = text(
+        "INSERT INTO deliveries (subscriber_id, post_id, channel, kind, reason, message_id, "
+        "created_at) SELECT subscriber_id, :post, 'outbox', kind, reason, message_id, "
+        "created_at FROM deliveries"
+    )
+    with pytest.raises(IntegrityError), any_db.session() as session:
+        session.execute(insert, {"post": post + 1000})  # no such post
+    with any_db.session() as session:  # the post's other rows go: only its item holds it
+        session.execute(text("DELETE FROM classifications WHERE post_id = :p"), {"p": post})
+    for statement in (
+        "DELETE FROM posts WHERE id = :p",
+        "UPDATE posts SET id = id + 1000 WHERE id = :p",
+        "DELETE FROM messages",
+        "UPDATE messages SET subscriber_id = 'b'",
+        "UPDATE deliveries SET post_id = post_id + 1000",
+    ):
+        with pytest.raises(IntegrityError), any_db.session() as session:
+            session.execute(text(statement), {"p": post})
+    with any_db.session() as session:  # without its item, the post may go
+        session.execute(text("DELETE FROM deliveries"))
+        session.execute(text("DELETE FROM messages"))
+        session.execute(text("DELETE FROM posts WHERE id = :p"), {"p": post})
+
+
+def test_postgresql_checks_the_keys_once_per_statement(any_db):
+    """Migration 0007: PostgreSQL's per-row foreign keys of deliveries became statement
+    triggers; downgrading brings the foreign keys back."""
+    if any_db.engine.dialect.name != "postgresql":
+        pytest.skip("statement triggers replace foreign keys on PostgreSQL only")
+    from alembic import command
+
+    from bot.storage.db import alembic_config
+
+    def triggers() -> set[str]:
+        with any_db.engine.connect() as conn:
+            return set(
+                conn.scalars(
+                    text(
+                        "SELECT tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                        "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
+                    )
+                )
+            )
+
+    assert triggers() == {
+        "deliveries_references_insert",
+        "deliveries_references_update",
+        "posts_keep_delivered",
+        "messages_keep_items",
+    }
+    command.downgrade(alembic_config(any_db.engine), "0006")
+    assert triggers() == set()
+    assert _foreign_keys(any_db) == _HEAD_KEYS["sqlite"]
+    command.upgrade(alembic_config(any_db.engine), "head")
+    assert _foreign_keys(any_db) == [] and len(triggers()) == 4
 
 
 def test_0005_keys_come_back_on_downgrade(any_db):
@@ -141,5 +214,5 @@ def test_0005_keys_come_back_on_downgrade(any_db):
         (["subscriber_id"], "subscribers", ["id"]),
     ]
     command.upgrade(alembic_config(any_db.engine), "head")
-    assert len(_foreign_keys(any_db)) == 2
+    assert _foreign_keys(any_db) == _HEAD_KEYS[any_db.engine.dialect.name]
     assert _unique_columns(any_db) == [["post_id", "subscriber_id", "channel"]]
