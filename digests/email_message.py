@@ -127,10 +127,33 @@ def _date_header_at(when: datetime, _offset: object) -> bytes:
 def _body(text: str) -> bytes | None:
     """The body as the library writes an 8bit text part, or None when it would not (pure
     ASCII: 7bit; a line over 998 bytes: quoted-printable or base64)."""
-    lines = text.encode("utf-8").splitlines()
-    if text.isascii() or max(map(len, lines), default=0) > POLICY.max_line_length:
+    if text.isascii():
         return None
-    return b"\r\n".join(lines) + b"\r\n"
+    data = text.encode("utf-8")
+    if "\r" in text:  # lines end at CR too: split as the library does
+        lines = data.splitlines()
+        if max(map(len, lines), default=0) > POLICY.max_line_length:
+            return None
+        return b"\r\n".join(lines) + b"\r\n"
+    if _has_long_line(data, POLICY.max_line_length):
+        return None
+    # Lines end at LF only: the same bytes as splitting and joining them with CRLF.
+    data = data.replace(b"\n", b"\r\n")
+    return data if text.endswith("\n") else data + b"\r\n"
+
+
+def _has_long_line(data: bytes, limit: int) -> bool:
+    """Whether a line (between LFs) is longer than `limit` bytes. Any limit + 1 bytes in a
+    row include an offset that is a multiple of limit + 1: only the lines at those offsets
+    are measured (a dozen C calls for a digest, not a list of its lines)."""
+    for at in range(0, len(data), limit + 1):
+        if data[at] == 10:  # LF
+            continue
+        start = data.rfind(b"\n", 0, at) + 1
+        end = data.find(b"\n", at)
+        if (len(data) if end < 0 else end) - start > limit:
+            return True
+    return False
 
 
 def _part(subtype: str, body: bytes, mime_version: bool) -> bytes:

@@ -46,3 +46,28 @@ def test_every_email_parses_without_defects_and_keeps_its_texts(messages):
             assert part.defects == [], name
             assert part.get_content().strip(), name
         assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b""), name
+
+
+def _body_by_lines(text: str) -> bytes | None:
+    """The body as first written: split into lines, measured, joined with CRLF."""
+    lines = text.encode("utf-8").splitlines()
+    if text.isascii() or max(map(len, lines), default=0) > 998:
+        return None
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+def test_bodies_are_the_same_bytes_as_line_by_line():
+    """email_message._body avoids splitting a digest into lines (it measures only the lines
+    at every 999th byte): the same bytes, and the same long-line fallback, for any text."""
+    import random
+
+    from digests.email_message import _body
+
+    rng = random.Random(7)
+    pieces = ["é", "a", " ", "\n", "\n\n", "\r", "\r\n", "✓", "𝄞", "x" * 300, "é" * 400]
+    texts = ["", "\n", "é", "é\n", "é" + "x" * 997, "é" + "x" * 998, "é\n" + "x" * 999 + "\n"]
+    for _ in range(3000):
+        texts.append("".join(rng.choice(pieces) for _ in range(rng.randrange(1, 60))))
+    for text in texts:
+        assert _body(text) == _body_by_lines(text), repr(text[:80])
+    assert any(_body_by_lines(t) is None and not t.isascii() for t in texts)  # long lines met
