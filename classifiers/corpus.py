@@ -263,6 +263,12 @@ def load_extra(data_dir: str | Path | None = None) -> list[Example]:
     return out
 
 
+def weight_copy(e: Example) -> bool:
+    """Whether `e` is a second copy of a real text, made by load_extra to teach other heads
+    at another weight (its id ends with "@<heads>"): the vectorizer counts each text once."""
+    return e.source.startswith("real:") and "@" in e.id
+
+
 def teaches(e: Example, head: str) -> bool:
     """Whether an extra training example joins `head`."""
     if e.source == "knowledge":

@@ -21,6 +21,7 @@ from classifiers.corpus import (
     corpus_digest,
     split,
     teaches,
+    weight_copy,
 )
 from classifiers.lexicons import digest as lexicon_digest
 from classifiers.lexicons import load_raw
@@ -103,7 +104,7 @@ def _fit_heads(
         know_weight=s.know_weight,
         bigrams=s.bigrams,
         stems=s.char_affixes,
-    ).fit(texts + [e.text for e in extra])
+    ).fit(texts + [e.text for e in extra if not weight_copy(e)])
     req_train = (
         train
         + [e for e in extra if teaches(e, "request")]

@@ -150,7 +150,7 @@ def test_each_real_file_teaches_only_the_heads_named_for_it(tmp_path):
 
 
 def test_a_real_file_can_teach_each_head_at_its_own_weight(tmp_path):
-    from classifiers.corpus import teaches
+    from classifiers.corpus import teaches, weight_copy
 
     (tmp_path / "real").mkdir()
     row = {"id": "v1", "text": "Patient with toothache, what do you think?", "lang": "en",
@@ -166,6 +166,8 @@ def test_a_real_file_can_teach_each_head_at_its_own_weight(tmp_path):
     assert [h for h in ("request", "specialty", "urgency") if teaches(light, h)] == ["specialty"]
     assert (full.weight, light.weight) == (1.0, 0.3)
     assert full.id != light.id and full.text == light.text
+    # The vectorizer's vocabulary and IDF count the text once: the second copy is left out.
+    assert not weight_copy(full) and weight_copy(light)
     for bad in ("ed: {specialty: 0}\n", "ed: {specialty: yes}\n", "ed: {colour: 1}\n"):
         (tmp_path / "real" / "heads.yaml").write_text(bad, encoding="utf-8")
         with pytest.raises(InputError, match="heads.yaml: ed"):
