@@ -216,7 +216,8 @@ class _Child:
                 chunks.append(chunk)
         finally:
             os.close(self.pipe)
-            _, status = os.waitpid(self.pid, 0)
+            # its exit code, or minus the signal that ended it (-9: killed)
+            status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
         if status == 0 and chunks:
             child: FlushResult = pickle.loads(b"".join(chunks))
             result.sent += child.sent
@@ -225,9 +226,9 @@ class _Child:
             result.dropped += child.dropped
             return
         log.error(
-            "delivery worker %d ended abnormally (status %d) with a share of %d messages: "
-            "those it claimed stay `sending` until delivery.sending_timeout, then e-mail is "
-            "resent with the same Message-ID",
+            "delivery worker %d ended abnormally (exit status %d) with a share of %d "
+            "messages: those it claimed and did not settle stay `sending` until "
+            "delivery.sending_timeout, then e-mail is resent with the same Message-ID",
             self.pid, status, self.messages,
         )  # fmt: skip
 

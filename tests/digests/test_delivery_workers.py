@@ -146,7 +146,8 @@ def test_a_dead_worker_s_messages_are_resent_with_their_message_id(
     first = lines(log)
     assert {pid for pid, _, _ in first} == {os.getpid()}  # only this process sent
     assert result.messages == len(first) == 6
-    assert "ended abnormally" in caplog.text and "share of 6 messages" in caplog.text
+    assert "ended abnormally (exit status 3)" in caplog.text
+    assert "share of 6 messages" in caplog.text
     # The worker had claimed its first message (batches start at one): left `sending`.
     assert statuses(db) == {"sent": 6, "sending": 1, "pending": 5}
 
