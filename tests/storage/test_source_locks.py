@@ -49,12 +49,15 @@ def process(pg: Database, tmp_path, fetched: list[str], who: str) -> Pipeline:
 
 
 def kill_lock_holder(pg: Database, name: str) -> None:
+    """Kill the backend holding lock `name` and wait until it has exited: without a timeout
+    pg_terminate_backend only sends SIGTERM, and the dying backend keeps the lock for a moment
+    (long enough, on a loaded machine, for the next pg_try_advisory_lock to fail)."""
     key = lock_key(name) & 0xFFFFFFFFFFFFFFFF
     with pg.engine.begin() as conn:
         killed = conn.execute(
             text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND classid = :hi AND objid = :lo AND granted"
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND classid = :hi AND objid = :lo AND granted"
             ),
             {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
         ).all()
