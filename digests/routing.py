@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bot.core.config import LoadedConfig
 from bot.core.config_models import SubscriberConfig
-from bot.core.labels import urgency_at_least
+from bot.core.labels import SPECIALTIES, urgency_at_least
 from bot.core.post import normalize_handle
 from bot.storage import deliveries, delivery_inserts, subscribers
 from bot.storage.delivery_inserts import NewDelivery
@@ -212,8 +212,10 @@ class _CandidateIndex:
     def for_specialty(self, specialty: str | None) -> list[tuple[SubscriberConfig, str, Any]]:
         """(subscriber, its key, (its settings' number, wants the specialty)) of each
         possible recipient."""
+        if not self._by_specialty:
+            self._index_known()
         found = self._by_specialty.get(specialty)
-        if found is None:
+        if found is None:  # not one of the 20 ids: looked through on its own
             found = self._by_specialty[specialty] = []
             for sub in self.subscribers:
                 wants = sub.wants_specialty(specialty)
@@ -221,6 +223,25 @@ class _CandidateIndex:
                     key, number = self._numbered(sub)
                     found.append((sub, key, (number, wants)))
         return found
+
+    def _index_known(self) -> None:
+        """The lists of the 20 specialty ids and of no specialty (None), in one pass over
+        the subscribers (not one pass per specialty): each subscriber goes into the lists
+        of the specialties it follows, a triage subscriber into all (wants: False)."""
+        lists: dict[str | None, list] = {spec: [] for spec in (*SPECIALTIES, None)}
+        for sub in self.subscribers:
+            key, number = self._numbered(sub)
+            follows = SPECIALTIES if sub.specialties == "all" else sub.specialties
+            if sub.triage:
+                wanted = set(follows)
+                for spec, found in lists.items():
+                    found.append((sub, key, (number, spec in wanted)))
+                continue
+            for spec in dict.fromkeys(follows):  # each once, as wants_specialty counts it
+                found = lists.get(spec)
+                if found is not None:
+                    found.append((sub, key, (number, True)))
+        self._by_specialty.update(lists)
 
     def _numbered(self, sub: SubscriberConfig) -> tuple[str, int]:
         """The subscriber's key and its settings' number."""

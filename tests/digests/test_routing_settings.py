@@ -53,7 +53,7 @@ def _requests(rng: random.Random, n: int) -> list[Request]:
             created_at=T0 - timedelta(hours=rng.randint(0, 40)),
             is_request=rng.random() < 0.8,
             uncertain=rng.random() < 0.3,
-            specialty=rng.choice([None, *SPECIALTIES[:6]]),
+            specialty=rng.choice([None, "not-a-specialty", *SPECIALTIES[:6]]),
             urgency=rng.choice([None, "routine", "soon", "urgent"]),
         )
         for i in range(n)
