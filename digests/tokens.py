@@ -27,6 +27,9 @@ def resolve_secret(session: Session, configured: str | None) -> bytes:
     return settings.get_or_create(session, "web_secret", lambda: secrets.token_hex(32)).encode()
 
 
+_B64_URL = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
     """URL-safe base64 without padding (base64.urlsafe_b64encode, without its overhead)."""
     return binascii.b2a_base64(data, newline=False).translate(_B64_URL).decode().rstrip("=")
@@ -37,7 +40,6 @@ def _unb64(text: str) -> bytes:
 
 
 _BLOCK = 64  # SHA-256's block size (RFC 2104)
-_B64_URL = bytes.maketrans(b"+/", b"-_")
 
 
 @lru_cache(maxsize=8)

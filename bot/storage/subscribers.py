@@ -85,7 +85,8 @@ def sync(session: Session, subscribers: Sequence[SubscriberConfig], now: datetim
 
 def _copy_new(session: Session, rows: list[dict], now: datetime) -> None:
     """PostgreSQL: new subscribers streamed by COPY into a temporary table, then inserted
-    from it in one statement (10,000 rows: 0.5 -> 0.1 s, against a statement per row)."""
+    from it in one statement, not one statement per row (a first sync of 10,000
+    subscribers: 0.48-0.66 -> 0.22-0.27 s)."""
     conn = session.connection()
     conn.exec_driver_sql(
         "CREATE TEMPORARY TABLE new_subscribers (id varchar(255), name varchar(255), settings text)"
