@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from bot.core.config_models import SubscriberConfig
@@ -216,3 +216,37 @@ def test_0005_keys_come_back_on_downgrade(any_db):
     command.upgrade(alembic_config(any_db.engine), "head")
     assert _foreign_keys(any_db) == _HEAD_KEYS[any_db.engine.dialect.name]
     assert _unique_columns(any_db) == [["post_id", "subscriber_id", "channel"]]
+
+
+def test_bulk_rows_keep_every_character_of_their_values(any_db):
+    """Bulk inserts (PostgreSQL: COPY, whose text format escapes backslash, tab, CR and
+    LF) keep values whole: a subscriber key with all of them, and a due time with an offset,
+    come back as they were."""
+    from datetime import timedelta, timezone
+
+    from bot.storage import delivery_inserts
+    from bot.storage.models import DeliveryRow, MessageRow
+
+    odd = "Dr\ttab\\back\nline\rret\\N é"
+    now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    due = datetime(2026, 12, 7, 19, 30, tzinfo=timezone(timedelta(hours=1)))
+    with any_db.session() as session:
+        subscribers.sync(session, [SubscriberConfig(name="x", id=odd)], now)
+    post = add_request(any_db, "1", "case", "dermatology", "soon")
+    with any_db.session() as session:
+        delivery_inserts.insert_many(
+            session, [(odd, post, "smtp", "digest", "specialty", due)], now
+        )
+    with any_db.session() as session:
+        [(sub, channel, kind, reason, created)] = session.execute(
+            select(
+                DeliveryRow.subscriber_id, DeliveryRow.channel, DeliveryRow.kind,
+                DeliveryRow.reason, DeliveryRow.created_at,
+            )
+        ).all()  # fmt: skip
+        [(message_sub, due_at, status)] = session.execute(
+            select(MessageRow.subscriber_id, MessageRow.due_at, MessageRow.status)
+        ).all()
+    assert (sub, channel, kind, reason) == (odd, "smtp", "digest", "specialty")
+    assert (message_sub, status) == (odd, "pending")
+    assert due_at == due and created == now
