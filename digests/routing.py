@@ -172,10 +172,7 @@ def _route_request(
         if decision is None:
             continue
         reason, kind, due = decision
-        for channel in sub.deliver_by:  # delivery_rows, inline: 100,000s of rows
-            if (key, post_id, channel) not in existing:
-                existing.add((key, post_id, channel))
-                new_rows.append((key, post_id, channel, kind, reason, due))
+        append_rows(new_rows, key, sub.deliver_by, post_id, kind, reason, due, existing)
 
 
 # SubscriberConfig fields that neither matches nor due_time reads (specialties: only through
@@ -256,23 +253,22 @@ def existing_deliveries(session: Session, post_ids: list[int]) -> set[tuple[str,
     return deliveries.existing(session, post_ids)
 
 
-def delivery_rows(
-    sub: SubscriberConfig,
+def append_rows(
+    rows: list[NewDelivery],
+    key: str,
+    channels: list[str],
     post_id: int,
     kind: str,
     reason: str,
     due: datetime,
     existing: set[tuple[str, int, str]],
-) -> list[NewDelivery]:
-    """A new delivery per channel of the subscriber's, unless it exists (`existing`)."""
-    rows: list[NewDelivery] = []
-    for channel in sub.deliver_by:
-        key = (sub.key, post_id, channel)
-        if key in existing:
-            continue
-        existing.add(key)
-        rows.append((sub.key, post_id, channel, kind, reason, due))
-    return rows
+) -> None:
+    """Append to `rows` a new delivery of the post for subscriber `key` on each of its
+    channels, unless it exists (`existing`, which gets it)."""
+    for channel in channels:
+        if (key, post_id, channel) not in existing:
+            existing.add((key, post_id, channel))
+            rows.append((key, post_id, channel, kind, reason, due))
 
 
 def add_deliveries(
@@ -284,7 +280,9 @@ def add_deliveries(
     due: datetime,
     now: datetime,
 ) -> int:
-    rows = delivery_rows(sub, post_id, kind, reason, due, existing_deliveries(session, [post_id]))
+    rows: list[NewDelivery] = []
+    existing = existing_deliveries(session, [post_id])
+    append_rows(rows, sub.key, sub.deliver_by, post_id, kind, reason, due, existing)
     delivery_inserts.insert_many(session, rows, now)
     return len(rows)
 

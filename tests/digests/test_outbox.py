@@ -25,6 +25,12 @@ def _digests(n: int):
     return [replace(base, message_key=f"derm.outbox.digest.{i:04d}") for i in range(n)]
 
 
+def _outbox(tmp_path: Path) -> tuple[Path, OutboxChannel]:
+    """An outbox channel writing to tmp_path/outbox (not made yet), and that folder."""
+    folder = tmp_path / "outbox"
+    return folder, OutboxChannel(OutboxConfig(dir=str(folder)))
+
+
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -66,8 +72,7 @@ def test_the_folder_is_held_for_the_batch_only(tmp_path):
 
 
 def test_folder_removed_during_a_batch_is_made_again(tmp_path):
-    folder = tmp_path / "outbox"
-    channel = OutboxChannel(OutboxConfig(dir=str(folder)))
+    folder, channel = _outbox(tmp_path)
     first, second = _digests(2)
     with channel.batch():
         assert channel.send(first, SUB).ok
@@ -80,8 +85,7 @@ def test_folder_removed_during_a_batch_is_made_again(tmp_path):
 
 
 def test_folder_moved_between_batches_gets_the_next_files_at_its_path(tmp_path):
-    folder = tmp_path / "outbox"
-    channel = OutboxChannel(OutboxConfig(dir=str(folder)))
+    folder, channel = _outbox(tmp_path)
     first, second = _digests(2)
     with channel.batch():
         assert channel.send(first, SUB).ok
@@ -93,8 +97,7 @@ def test_folder_moved_between_batches_gets_the_next_files_at_its_path(tmp_path):
 
 
 def test_a_failed_write_in_a_batch_leaves_no_file_and_the_next_one_works(tmp_path, monkeypatch):
-    folder = tmp_path / "outbox"
-    channel = OutboxChannel(OutboxConfig(dir=str(folder)))
+    folder, channel = _outbox(tmp_path)
     first, second = _digests(2)
     real_replace = os.replace
     calls = []
@@ -126,8 +129,7 @@ def test_a_file_in_the_way_of_the_folder_fails_every_send_of_the_batch(tmp_path)
 
 def test_without_folder_descriptors_files_are_written_by_path(tmp_path, monkeypatch):
     monkeypatch.setattr("digests.channels.outbox._DIR_FD", False)  # e.g. Windows
-    folder = tmp_path / "outbox"
-    channel = OutboxChannel(OutboxConfig(dir=str(folder)))
+    folder, channel = _outbox(tmp_path)
     with channel.batch():
         results = [channel.send(d, SUB) for d in _digests(3)]
     assert all(r.ok for r in results) and stat.S_IMODE(folder.stat().st_mode) == 0o700
