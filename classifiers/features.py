@@ -348,15 +348,18 @@ def tfidf_rows(
     return indptr, indices, data
 
 
-def fit_vocabulary(docs: list[DocFeatures], min_df: int) -> tuple[dict[str, int], np.ndarray, int]:
-    """Vocabulary (text features seen in >= min_df posts, then knowledge features), and IDF."""
+def fit_vocabulary(
+    docs: list[DocFeatures], min_df: int, stop_words: frozenset[str] = frozenset()
+) -> tuple[dict[str, int], np.ndarray, int]:
+    """Vocabulary (text features seen in >= min_df posts, except `stop_words`, then knowledge
+    features), and IDF. A word left out of the vocabulary is not a feature at serving either."""
     df: dict[str, int] = {}
     know: set[str] = set()
     for doc in docs:
         for key in set(doc.text):
             df[key] = df.get(key, 0) + 1
         know.update(doc.know)
-    text_keys = sorted(k for k, v in df.items() if v >= min_df)
+    text_keys = sorted(k for k, v in df.items() if v >= min_df and k not in stop_words)
     vocab = {k: i for i, k in enumerate(text_keys)}
     n_text = len(text_keys)
     for key in sorted(know):

@@ -33,12 +33,14 @@ class PostVectorizer(TransformerMixin, BaseEstimator):
         know_weight: float = 0.5,
         stems: bool = False,
         bigrams: bool = False,
+        stop_words: tuple[str, ...] = (),
     ):
         self.lexicons = lexicons
         self.min_df = min_df
         self.know_weight = know_weight
         self.stems = stems
         self.bigrams = bigrams
+        self.stop_words = stop_words
 
     def _featurizer(self) -> Featurizer:
         if getattr(self, "featurizer_", None) is None:
@@ -62,7 +64,9 @@ class PostVectorizer(TransformerMixin, BaseEstimator):
     def fit(self, texts: list[str], y: Any = None) -> PostVectorizer:
         self.featurizer_ = None
         docs = self.analyze(list(texts))
-        self.vocabulary_, self.idf_, self.n_text_ = fit_vocabulary(docs, self.min_df)
+        self.vocabulary_, self.idf_, self.n_text_ = fit_vocabulary(
+            docs, self.min_df, frozenset(self.stop_words)
+        )
         self.feature_names_ = sorted(self.vocabulary_, key=self.vocabulary_.__getitem__)
         return self
 

@@ -35,6 +35,13 @@ class TrainSettings:
     min_df: int = 2
     know_weight: float = 0.5
     bigrams: bool = False
+    # First-person words are not word features: patients write "I" and "my" in every
+    # sentence, and the corpus's clinicians write them mostly in urgent posts ("my patient
+    # is in front of me"), so the urgency head read a patient's voice as urgency (on
+    # development data: half of the Symptom2Disease descriptions called urgent, 18% without).
+    text_stop_words: tuple[str, ...] = (
+        "i", "me", "my", "mine", "myself", "je", "j", "m", "moi", "mon", "ma", "mes",
+    )  # fmt: skip
     char_affixes: bool = False  # measured on validation: -0.2 pt accuracy, -5% throughput
     request_c: float = 10.0
     specialty_kind: str = "svc+ridge"  # "svc": linear SVM alone
@@ -104,6 +111,7 @@ def _fit_heads(
         know_weight=s.know_weight,
         bigrams=s.bigrams,
         stems=s.char_affixes,
+        stop_words=s.text_stop_words,
     ).fit(texts + [e.text for e in extra if not weight_copy(e)])
     req_train = (
         train
@@ -151,6 +159,7 @@ def _export(
         "know_weight": s.know_weight,
         "stems": s.char_affixes,
         "bigrams": s.bigrams,
+        "text_stop_words": list(s.text_stop_words),
         "request_threshold": s.request_threshold,
         "request_uncertain_above": s.request_uncertain_above,
         "urgent_threshold": threshold,

@@ -103,3 +103,14 @@ def test_ages_are_read_and_durations_skipped():
     assert round(age("nourrisson de 8 mois"), 3) == round(8 / 12, 3)
     assert age("6-week-old, feeding well") < 0.2
     assert age("il y a 6 mois") is None
+
+
+def test_help_and_quick_are_not_deadlines_but_sos_and_asap_are(featurizer):
+    for text in (
+        "Red itchy rash for months, creams from the pharmacy do not help",
+        "Quick question about statins in the elderly",
+        "Can you help me read this ECG?",
+    ):
+        assert not [c for c in cues(featurizer, text) if c.kind == "deadline"], text
+    for text, word in (("SOS, bébé 2 mois fébrile", "SOS"), ("Need an answer asap", "asap")):
+        assert ("deadline", word) in {(c.kind, c.text) for c in cues(featurizer, text)}

@@ -219,3 +219,83 @@ def test_an_ordinary_complaint_is_not_flagged_urgent(shipped):
 def test_a_procedure_report_gets_its_specialty_from_curated_vocabulary(shipped):
     [c] = shipped.classify(["Left heart cath, selective coronary angiography, LV gram"], ["en"])
     assert c.specialties[0]["id"] == "cardiology"
+
+
+# --- patients' own words (lay vocabulary) and a patient's voice ----------------------------
+
+LAY_CASES = [
+    ("Depuis quelques jours j'ai des brûlures en urinant et du sang dans les urines #DocTocToc",
+     "fr", "nephrology_urology"),
+    ("I have been feeling very down for months, I do not enjoy anything and I sleep badly. "
+     "I do not know who to talk to. #DocTocToc", "en", "psychiatry"),
+    ("For 3 weeks I have had heartburn and a burning feeling in my stomach after meals "
+     "#DocTocToc", "en", "gastroenterology"),
+    ("My husband snores very loudly and stops breathing at night, he is always sleepy during "
+     "the day #DocTocToc", "en", "pulmonology"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "lang", "specialty"), LAY_CASES)
+def test_a_patient_in_everyday_words_reaches_the_right_specialty(shipped, text, lang, specialty):
+    [c] = shipped.classify([text], [lang])
+    assert c.is_request
+    assert c.specialty == specialty, c.specialties
+
+
+def test_lay_words_count_as_their_specialty_and_a_longer_phrase_wins_its_sense():
+    from classifiers.features import Featurizer
+    from classifiers.lexicons import load_raw
+
+    fz = Featurizer(load_raw())
+    know = fz.analyze("j'ai des brûlures en urinant").know
+    assert know.get("P:nephrology_urology") == 1.0  # the phrase, not only "brûlure"
+    assert fz.analyze("I keep getting heartburn and acid reflux").know.get("L:gastroenterology")
+    assert fz.analyze("my eyes are red and sticky").know.get("L:ophthalmology")
+
+
+def test_a_patients_first_person_voice_does_not_change_the_scores(shipped):
+    """`I` and `my` are not word features: a patient's wording is read like a clinician's
+    (the model shipped before this change called 40% of patients' sentences urgent)."""
+    from dataclasses import replace
+
+    text = "I think my rash is worse since I started the cream, my skin burns #DocTocToc"
+    [doc] = shipped.analyze([text])
+    assert {"i", "my"} <= set(doc.text)
+    without = replace(doc, text=[w for w in doc.text if w not in {"i", "my"}])
+    assert (shipped.scores([doc]) == shipped.scores([without])).all()
+    assert not set(shipped.state.vocabulary) & {"i", "my", "me", "je", "j", "mon", "ma", "mes"}
+
+
+def test_stop_words_are_left_out_of_the_vocabulary():
+    from classifiers.features import DocFeatures, fit_vocabulary
+
+    docs = [DocFeatures(text=["my", "knee", "hurts"]), DocFeatures(text=["my", "knee"])]
+    vocab, _, n_text = fit_vocabulary(docs, 2, frozenset({"my"}))
+    assert n_text == 1 and "knee" in vocab and "my" not in vocab
+    vocab, _, n_text = fit_vocabulary(docs, 2)
+    assert n_text == 2 and "my" in vocab
+
+
+def test_the_symptom2disease_development_file_maps_diseases_and_skips_allergy(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from classifiers.corpus import read_jsonl
+
+    path = Path(__file__).resolve().parents[2] / "classifiers" / "data" / "tools" / "dev_sets.py"
+    spec = importlib.util.spec_from_file_location("dev_sets", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    src = tmp_path / "s2d.csv"
+    src.write_text(
+        'index,label,text\n0,Migraine,"My head pounds, light hurts my eyes."\n'
+        '1,allergy,I sneeze around cats.\n2,Migraine,"My head pounds, light hurts my eyes."\n'
+        "3,diabetes,I am thirsty all the time.\n",
+        encoding="utf-8",
+    )
+    assert tool.symptom2disease(src, tmp_path / "out.jsonl") == 2
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert [(e.specialty, e.is_request) for e in rows] == [
+        ("neurology", True),
+        ("endocrinology", True),
+    ]
