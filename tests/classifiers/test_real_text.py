@@ -299,3 +299,37 @@ def test_the_symptom2disease_development_file_maps_diseases_and_skips_allergy(tm
         ("neurology", True),
         ("endocrinology", True),
     ]
+
+
+def test_everyday_words_are_not_read_as_announcement_cues_but_announcements_still_are():
+    from classifiers.features import Featurizer
+    from classifiers.lexicons import load_raw
+
+    fz = Featurizer(load_raw())
+    for text in (  # words that fold to a French cue, or that clinical speech uses
+        "Of course she has a fever, alert and oriented, these pills are new, sleep study done",
+        "J'ai du mal à respirer dans la journée, au cours de l'effort",
+        "Perte de mémoire depuis un épisode de confusion, rupture du tendon d'Achille, PSA à 12",
+        "Pose de DIU, annonce diagnostique demain, any advice welcome, is she out of breath",
+    ):
+        assert not fz.analyze(text).know.get("R:not"), text
+    for text in (
+        "La HAS publie ses nouvelles recommandations sur l'HTA",
+        "Ma thèse porte sur le dépistage, petit questionnaire pour les MG",
+        "New NICE guidelines are out, link in bio",
+        "Nouvel épisode du podcast en ligne !",
+    ):
+        assert fz.analyze(text).know.get("R:not"), text
+
+
+def test_a_patients_narrative_with_everyday_words_is_a_request(shipped):
+    results = shipped.classify(
+        [
+            "The rash on my arm has spread and these red spots itch a lot, it has been like "
+            "this for a week #DocTocToc",
+            "My son has a swollen knee since football, of course he still wants to play, it has "
+            "not gone down #DocTocToc",
+        ],
+        ["en", "en"],
+    )
+    assert all(c.is_request for c in results)
