@@ -3,7 +3,7 @@
 Works on the raw post (French or English) and returns each cue with the exact words of the
 post, so the digest can show "il est au cabinet", "FC 110" or "pas urgent" to the clinician.
 A red flag preceded by a negation in the same clause ("pas de déficit", "no chest pain") is
-marked negated; phrases inside an explicit negation of urgency ("pas urgent") are dropped.
+marked negated, and so is a sign that the case is past ("no history of", "not on iron"); phrases inside an explicit negation of urgency ("pas urgent") are dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ from classifiers.text import Prepared
 
 URGENT_KINDS = ("now", "deadline", "red_flag", "severity", "vital")
 _CLAUSE_BREAK = re.compile(r"[,.;:!?\n()]|\bmais\b|\bbut\b")
+# "ATCD : AVC" keeps the history with its event; a comma, a full stop or brackets end it.
+_EARLIER_BREAK = re.compile(r"[,.;!?\n()]|\bmais\b|\bbut\b")
+# A history phrase ("antécédent de", "history of") reaches a red flag at most this many words
+# after it; an "... ago" phrase ("il y a 3 ans", "in 2019") one at most this many words before.
+HISTORY_REACH = 2
+AGO_REACH = 3
 _SEP = r"\s*(?:[:=~]|>|<|\ba\b|\bat\b|\bof\b|\bde\b|\bis\b|\best\b|\bvers\b|\baround\b)?\s*"
 _NUM = r"(\d{1,3}(?:[.,]\d+)?)"
 _RANGES = {
@@ -53,6 +59,7 @@ class Cue:
     __slots__ = (
         "kind",
         "negated",
+        "earlier",
         "abnormal",
         "vital",
         "_prep",
@@ -78,6 +85,7 @@ class Cue:
     ):
         self.kind = kind
         self.negated = negated
+        self.earlier = False  # a red flag that a history or "... ago" phrase places in the past
         self.abnormal = abnormal
         self.vital = vital
         self._prep = prep
@@ -137,10 +145,11 @@ class CueExtractor:
             for kind, i, j in _drop_nested(phrases, blocked):
                 negated = (
                     bool(negations)
-                    and kind in ("red_flag", "severity")
+                    and kind in ("red_flag", "severity", "past", "history", "ago")
                     and _negated(prep, negations, i)
                 )
                 cues.append(Cue(kind, prep, i=i, j=j, negated=negated))
+            _mark_earlier(prep, cues)
         vitals = [(label[2:], i, j) for label, i, j in matches if label[0] == "V"]
         if (
             vitals
@@ -218,6 +227,37 @@ class CueExtractor:
         return (low is not None and value < low) or (high is not None and value > high)
 
 
+def _mark_earlier(prep: Prepared, cues: list[Cue]) -> None:
+    """Mark the red flags that a history phrase just before them ("ATCD d'AVC", "history of
+    stroke") or an "... ago" phrase just after them ("AVC il y a 3 ans", "stroke in 2019")
+    places in the past, in the same clause: the rest of the post is still a current case
+    ("ATCD de diabète, douleur thoracique depuis 1 h")."""
+    markers = [c for c in cues if c.kind in ("history", "ago") and not c.negated]
+    if not markers:
+        return
+    for cue in cues:
+        if cue.kind != "red_flag" or cue.negated:
+            continue
+        for m in markers:
+            if m._i < cue._j and cue._i < m._j:  # "ancien AVC": the phrase holds the flag
+                cue.earlier = True
+            elif m.kind == "history" and m._j <= cue._i and cue._i - m._j <= HISTORY_REACH:
+                cue.earlier = not _EARLIER_BREAK.search(
+                    prep.folded, prep.end(m._j - 1), prep.start(cue._i)
+                )
+            elif m.kind == "ago" and cue._j <= m._i and m._i - cue._j <= AGO_REACH:
+                cue.earlier = not _EARLIER_BREAK.search(
+                    prep.folded, prep.end(cue._j - 1), prep.start(m._i)
+                )
+            if cue.earlier:
+                break
+
+
+def clause_break(prep: Prepared, a: int, b: int) -> bool:
+    """Whether a clause break (punctuation, "mais", "but") lies between word a and word b."""
+    return b > a and bool(_CLAUSE_BREAK.search(prep.folded, prep.end(a), prep.start(b)))
+
+
 def _negated(prep: Prepared, negations: list[tuple[int, int]], i: int) -> bool:
     """A negation ends at most 3 words before word i, with no clause break in between."""
     for _, b in negations:
@@ -279,7 +319,12 @@ class CueSummary:
                 out[key] = out.get(key, 0.0) + 1.0
                 out[f"U:v:{cue.vital}"] = 1.0
             elif cue.negated:
+                if cue.kind in ("past", "history", "ago"):
+                    continue  # "no history of", "pas sous fer": the case is not said to be past
                 key = "U:red_neg" if cue.kind == "red_flag" else "U:sev_neg"
+                out[key] = out.get(key, 0.0) + 1.0
+            elif cue.earlier:
+                key = "U:red_earlier"
                 out[key] = out.get(key, 0.0) + 1.0
             else:
                 key = f"U:{cue.kind}"
@@ -307,7 +352,7 @@ class CueSummary:
         else:
             kinds = ("not_urgent", "routine")
         out: list[str] = []
-        chosen = [c for c in self.cues if c.kind in kinds and not c.negated]
+        chosen = [c for c in self.cues if c.kind in kinds and not c.negated and not c.earlier]
         for cue in sorted(chosen, key=lambda c: c.start):
             if cue.text not in out:
                 out.append(cue.text)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from classifiers.cues import Cue, CueExtractor, CueSummary
+from classifiers.cues import Cue, CueExtractor, CueSummary, clause_break
 from classifiers.lexicons import Lexicons, compile_lexicons
 from classifiers.text import Prepared, is_number, prepare
 
@@ -131,7 +132,7 @@ class Featurizer:
         feats = DocFeatures()
         self._add_text_keys(prep, feats.text)
         know = feats.know
-        matches = lex.matcher.find_spans(prep.tokens)
+        matches = lex.matcher.find_spans(prep.tokens, partial(clause_break, prep))
         drug_at, spans = self._count_findings(prep.tokens, matches, know)
         _count_specific_terms(spans, know)
         self._count_added_words(prep, know)

@@ -3,7 +3,11 @@
 Terms are written naturally (accents, capitals) and folded at load like the posts. A term
 ending in `*` matches any word starting with that stem; a phrase ending in `*` matches the
 phrase, its plurals included. Matching is by token sequences, so
-`sus-ST` and `sus ST` match the same entry.
+`sus-ST` and `sus ST` match the same entry. A term whose parts are separated by ` ... `
+("face ... droop*", "selles ... noir*") matches its parts in that order with at most
+`GAP_WORDS` words between two parts, and not across a clause break when the caller says
+where the breaks are: patients write "my face is drooping" or "mes selles sont noires" where a
+clinician writes "facial droop" or "selles noires".
 
 At training time the raw YAML data is stored in the model artifact, so a saved model keeps
 working with the lexicons it was trained with even if these files change later.
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,9 @@ def digest(raw: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+GAP_WORDS = 3  # at most this many words between two parts of a "a ... b" term
+GAP_MARK = " ... "
+
 _SINGULAR: dict[str, str] = {}
 # Plurals that mean something else than their singular: "urgences" is the emergency
 # department, "urgence" is urgency ("pas d'urgence").
@@ -87,6 +94,12 @@ class PhraseMatcher:
     stem_lens: tuple[int, ...] = ()
     long_lens: dict[str, tuple[int, ...]] = field(default_factory=dict)
     second_words: dict[str, frozenset[str]] = field(default_factory=dict)
+    # "a ... b" terms: (parts, label); each part is its words and whether its last word is a
+    # stem. Indexed by the first word of the first part (`gap_words`) or its stem (`gap_stems`).
+    gap_words: dict[str, list[GapTerm]] = field(default_factory=dict)
+    gap_stems: dict[str, list[GapTerm]] = field(default_factory=dict)
+    gap_stem_lens: tuple[int, ...] = ()
+    _gap_cache: dict[str, tuple[GapTerm, ...]] = field(default_factory=dict, repr=False)
     _word_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _tok_cache: dict[str, tuple[str, tuple[str, ...], tuple[int, ...], bool, frozenset[str]]] = (
         field(default_factory=dict, repr=False)
@@ -95,6 +108,9 @@ class PhraseMatcher:
     def add(self, term: str, label: str) -> None:
         term = term.strip()
         if not term:
+            return
+        if GAP_MARK in term:
+            self._add_gap(term, label)
             return
         if term.endswith("*") and len(tokenize(fold(term[:-1]))) == 1:
             stem = singular(fold(term[:-1]).strip())
@@ -111,7 +127,28 @@ class PhraseMatcher:
         if label not in labels:
             labels.append(label)
 
+    def _add_gap(self, term: str, label: str) -> None:
+        parts: list[tuple[tuple[str, ...], bool]] = []
+        for raw in term.split(GAP_MARK):
+            raw = raw.strip()
+            stem = raw.endswith("*")
+            words = tuple(singular(t) for t in tokenize(fold(raw.rstrip("*"))))
+            if not words:
+                return  # "... b" or "a ... ...": nothing to anchor, ignored
+            if stem:  # the stem is matched as written (folded), not singularised
+                words = words[:-1] + (tokenize(fold(raw.rstrip("*")))[-1],)
+            parts.append((words, stem))
+        if len(parts) < 2:
+            return
+        entry = GapTerm(tuple(parts), label)
+        first, first_stem = parts[0][0][0], parts[0][1] and len(parts[0][0]) == 1
+        index = self.gap_stems if first_stem else self.gap_words
+        if entry not in index.setdefault(first, []):
+            index[first].append(entry)
+
     def freeze(self) -> PhraseMatcher:
+        self.gap_stem_lens = tuple(sorted({len(s) for s in self.gap_stems}))
+        self._gap_cache = {}
         self.stem_lens = tuple(sorted({len(s) for s in self.stems}))
         lens: dict[str, set[int]] = {}
         seconds: dict[str, set[str]] = {}
@@ -158,8 +195,12 @@ class PhraseMatcher:
             self._tok_cache[tok] = entry
         return entry
 
-    def find_spans(self, tokens: list[str]) -> list[tuple[str, int, int]]:
-        """(label, first token, end token) for each match, in order of position."""
+    def find_spans(
+        self, tokens: list[str], crosses: Callable[[int, int], bool] | None = None
+    ) -> list[tuple[str, int, int]]:
+        """(label, first token, end token) for each match, in order of position (the
+        "a ... b" terms after the others). `crosses(a, b)` says whether a clause break lies
+        between word a and word b; an "a ... b" term does not match across one."""
         cache = self._tok_cache
         entries = [cache.get(tok) or self._entry(tok) for tok in tokens]
         out: list[tuple[str, int, int]] = []
@@ -181,11 +222,74 @@ class PhraseMatcher:
                 if hit:
                     for label in hit:
                         out.append((label, i, i + size))
+        if self.gap_words or self.gap_stems:
+            if sings is None:
+                sings = [e[0] for e in entries]
+            out.extend(self._gap_spans(sings, crosses))
+        return out
+
+    def _gap_terms(self, tok: str) -> tuple[GapTerm, ...]:
+        hit = self._gap_cache.get(tok)
+        if hit is None:
+            found = list(self.gap_words.get(tok) or ())
+            for length in self.gap_stem_lens:
+                if length > len(tok):
+                    break
+                found.extend(self.gap_stems.get(tok[:length]) or ())
+            hit = tuple(found)
+            if len(self._gap_cache) < 200_000:
+                self._gap_cache[tok] = hit
+        return hit
+
+    def _gap_spans(
+        self, sings: list[str], crosses: Callable[[int, int], bool] | None
+    ) -> list[tuple[str, int, int]]:
+        out: list[tuple[str, int, int]] = []
+        n = len(sings)
+        for i, tok in enumerate(sings):
+            for term in self._gap_terms(tok):
+                end = _part_end(sings, i, term.parts[0])
+                if end < 0:
+                    continue
+                for part in term.parts[1:]:
+                    for start in range(end, min(end + GAP_WORDS, n - 1) + 1):
+                        found = _part_end(sings, start, part)
+                        if found >= 0:
+                            break
+                    else:
+                        found = -1
+                    if found < 0 or (crosses is not None and crosses(end - 1, start)):
+                        end = -1
+                        break
+                    end = found
+                if end > 0:
+                    out.append((term.label, i, end))
         return out
 
     def labels(self, tokens: list[str]) -> list[str]:
         """The label of every match (a label repeats once per matching word or phrase)."""
         return [label for label, _, _ in self.find_spans(tokens)]
+
+
+@dataclass(frozen=True)
+class GapTerm:
+    """An "a ... b" term: its parts (words, last word a stem or not) and its label."""
+
+    parts: tuple[tuple[tuple[str, ...], bool], ...]
+    label: str
+
+
+def _part_end(sings: list[str], i: int, part: tuple[tuple[str, ...], bool]) -> int:
+    """Where a part that starts at word i ends (exclusive), or -1 if it does not start there."""
+    words, stem = part
+    if i + len(words) > len(sings):
+        return -1
+    last = len(words) - 1
+    for k, word in enumerate(words):
+        tok = sings[i + k]
+        if not (tok.startswith(word) if (stem and k == last) else tok == word):
+            return -1
+    return i + len(words)
 
 
 def _terms(value: Any) -> Iterable[str]:
@@ -199,18 +303,20 @@ def _terms(value: Any) -> Iterable[str]:
 
 
 def _add_redflags(matcher: PhraseMatcher, red: dict[str, Any]) -> None:
-    """Triage red flags (redflags.yaml): a flag's terms are `C:red_flag` cues, or `Q:<id>`
+    """Triage red flags (redflags.yaml): a flag's terms (its `fr`/`en` lists and the patients'
+    wordings of its `lay` section) are `C:red_flag` cues, or `Q:<id>`
     when the flag also needs another word in the post (`needs`, or a child for `child: true`),
     whose terms are `N:<id>`; `current_case` / `not_current` phrases are `C:current` /
-    `C:past`."""
+    `C:past`, `history` / `ago` phrases `C:history` / `C:ago`."""
     child = [str(t) for t in (red.get("child_words") or CHILD_WORDS)]
     for flag in sorted(red.get("flags") or [], key=lambda f: str(f.get("id"))):
         needs = [str(t) for t in (flag.get("needs") or [])]
         if flag.get("child"):
             needs = needs + child
         label = f"Q:{flag.get('id')}" if needs else "C:red_flag"
+        lay = flag.get("lay") or {}
         for lang in ("fr", "en"):
-            for term in _terms(flag.get(lang)):
+            for term in (*_terms(flag.get(lang)), *_terms(lay.get(lang))):
                 matcher.add(term, label)
         for term in needs:
             matcher.add(term, f"N:{flag.get('id')}")
@@ -218,6 +324,9 @@ def _add_redflags(matcher: PhraseMatcher, red: dict[str, Any]) -> None:
         matcher.add(term, "C:current")
     for term in _terms(red.get("not_current")):
         matcher.add(term, "C:past")
+    for kind in ("history", "ago"):  # past events named next to a red flag (cues._mark_earlier)
+        for term in _terms(red.get(kind)):
+            matcher.add(term, f"C:{kind}")
 
 
 @dataclass

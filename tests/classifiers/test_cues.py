@@ -114,3 +114,64 @@ def test_help_and_quick_are_not_deadlines_but_sos_and_asap_are(featurizer):
         assert not [c for c in cues(featurizer, text) if c.kind == "deadline"], text
     for text, word in (("SOS, bébé 2 mois fébrile", "SOS"), ("Need an answer asap", "asap")):
         assert ("deadline", word) in {(c.kind, c.text) for c in cues(featurizer, text)}
+
+
+def test_a_term_with_a_gap_matches_its_parts_in_order_within_three_words():
+    from classifiers.lexicons import PhraseMatcher
+
+    m = PhraseMatcher()
+    m.add("selles ... noir*", "C:red_flag")
+    m.add("throat ... closing up", "C:red_flag")
+    m.freeze()
+
+    def spans(text, crosses=None):
+        return m.find_spans(tokenize(fold(text)), crosses)
+
+    assert spans("mes selles sont noires") == [("C:red_flag", 1, 4)]
+    assert spans("selles molles et très noires") == [("C:red_flag", 0, 5)]
+    assert spans("my throat is closing up") == [("C:red_flag", 1, 5)]
+    assert spans("selles a b c d noires") == [], "four words between the parts"
+    assert spans("noires les selles") == [], "the parts keep their order"
+    assert spans("my throat is closing") == [], "every word of a part is needed"
+    # the caller says where clauses end: no match across a break
+    assert spans("selles normales, urines noires", lambda a, b: True) == []
+
+
+def test_a_gapped_red_flag_stays_in_its_clause_and_shows_the_patients_words(featurizer):
+    found = cues(featurizer, "Depuis hier mes selles sont noires et je me sens faible")
+    assert "selles sont noires" in CueSummary(found).shown("urgent")
+    assert (
+        featurizer.analyze("Selles normales, urines très noires").cue_counts.get("U:case&red")
+        is None
+    )
+
+
+def test_a_past_event_next_to_a_red_flag_leaves_the_rest_of_the_case_current(featurizer):
+    def red_case(text):
+        return bool(featurizer.analyze(text).cue_counts.get("U:case&red"))
+
+    # the history names another disease, the red flag is today's
+    assert red_case("Homme 62 ans, ATCD de diabète, douleur thoracique depuis 1 h")
+    assert red_case("Patient with history of diabetes, chest pain since 1 hour")
+    assert red_case("Femme 70 ans, antécédent d'AVC il y a 3 ans, ce matin hémiparésie droite")
+    # the red flag itself is the past event
+    assert not red_case("Patiente avec ATCD d'AVC, quelle statine ?")
+    assert not red_case("Patient with history of stroke, which statin?")
+    assert not red_case("Douleur thoracique il y a 3 ans, bilan normal, je refais quoi ?")
+    assert not red_case("Had a seizure as a kid, nothing in 15 years, can I drive?")
+    # a denied history is not a past event
+    assert red_case("Pas d'antécédent d'AVC, hémiparésie droite depuis 1 h")
+    found = cues(
+        featurizer, "Femme 70 ans, antécédent d'AVC il y a 3 ans, ce matin hémiparésie droite"
+    )
+    shown = CueSummary(found).shown("urgent")
+    assert "hémiparésie droite" in shown and "AVC" not in shown, shown
+
+
+def test_iron_turns_black_stools_into_a_known_cause_unless_denied(featurizer):
+    def red_case(text):
+        return bool(featurizer.analyze(text).cue_counts.get("U:case&red"))
+
+    assert not red_case("Mes selles sont noires depuis que je prends le fer, c'est normal ?")
+    assert not red_case("My poop has been black since I started the iron tablets")
+    assert red_case("Black sticky poop like tar since this morning, I'm not on any iron pills")

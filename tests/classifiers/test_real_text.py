@@ -333,3 +333,47 @@ def test_a_patients_narrative_with_everyday_words_is_a_request(shipped):
         ["en", "en"],
     )
     assert all(c.is_request for c in results)
+
+
+# --- red flags as patients and families write them (redflags.yaml `lay`) ------------------
+
+PATIENT_RED_FLAGS = [
+    ("My face is drooping on one side and I can't move my right arm since this morning #DocTocToc",
+     "en", "face is drooping"),
+    ("I can't breathe properly and my lips are turning blue #DocTocToc", "en", "can't breathe"),
+    ("My stools are black like tar since yesterday and I feel faint #DocTocToc", "en",
+     "stools are black"),
+    ("I want to end my life, I have the pills ready #DocTocToc", "en", "end my life"),
+    ("My husband passed out and is not waking up properly #DocTocToc", "en", "not waking up"),
+    ("J'ai la bouche de travers et je n'arrive plus à bouger le bras droit #DocTocToc", "fr",
+     "bouche de travers"),
+    ("J'ai le pire mal de tête de ma vie, c'est arrivé d'un coup #DocTocToc", "fr",
+     "pire mal de tête de ma vie"),
+    ("Je vomis du sang #DocTocToc", "fr", "vomis du sang"),
+    ("Je veux en finir, j'ai préparé les médicaments #DocTocToc", "fr", "veux en finir"),
+    ("Ma fille a des petites taches rouges qui ne s'effacent pas à la vitre et beaucoup de "
+     "fièvre #DocTocToc", "fr", "s'effacent pas à la vitre"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "lang", "cue"), PATIENT_RED_FLAGS)
+def test_a_red_flag_in_a_patients_own_words_is_urgent_and_shown(shipped, text, lang, cue):
+    [c] = shipped.classify([text], [lang])
+    assert c.is_request and c.urgency == "urgent", (c.is_request, c.urgency)
+    assert any(cue.lower() in shown.lower() for shown in c.cues), c.cues
+
+
+def test_everyday_look_alikes_of_red_flags_are_not_red_flag_cases(shipped):
+    """Near misses that share words with a lay red flag: a teething baby drools, a cold
+    blocks the nose, iron blackens stools, Raynaud whitens fingers, a childhood seizure."""
+    for text in (
+        "Mon bébé bave beaucoup et mâchouille tout, c'est les dents je pense ? #DocTocToc",
+        "My baby is drooling loads and chewing everything, teeth coming? #DocTocToc",
+        "Stuffy nose with this cold, can't breathe through my nose at night #DocTocToc",
+        "Je n'arrive pas à respirer par le nez depuis mon rhume #DocTocToc",
+        "Mes selles sont noires depuis que je prends le fer, c'est normal ? #DocTocToc",
+        "My fingers go cold and white in winter then turn red #DocTocToc",
+        "Had a seizure as a kid, nothing in 15 years, can I get my driving licence? #DocTocToc",
+    ):
+        doc = shipped.featurizer.analyze(text)
+        assert not doc.cue_counts.get("U:case&red"), (text, [c.text for c in doc.cues])
