@@ -182,7 +182,7 @@ class Featurizer:
         drug_at: set[int] = set()  # positions where a named drug starts
         spans: dict[tuple[int, int], list[str]] = {}  # specialty terms found, by position
         for label, i, end in matches:
-            if label[0] in "LDGR":
+            if label[0] in "LDGRF":
                 if label[0] != "R" and (i in negated_at or (i - 1) in negated_at):
                     continue  # "pas de trauma", "no fever": a negated finding points nowhere
                 if ignored and any(a <= i and end <= b for a, b in ignored):
@@ -202,7 +202,7 @@ class Featurizer:
         kget = know.get
         for seq in prep.expansions:  # an expansion counts once per label ("alcool alcohol")
             for label in dict.fromkeys(matcher.labels(seq)):
-                if label[0] in "LDG":
+                if label[0] in "LDGF":
                     know[label] = kget(label, 0.0) + 1.0
         if prep.extra:
             for label in matcher.labels(prep.extra):

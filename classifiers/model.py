@@ -92,6 +92,31 @@ def sparse_scores(
     return out
 
 
+def adjust_specialty(
+    proba: np.ndarray, docs: list[DocFeatures], classes: list[str], boost: float
+) -> np.ndarray:
+    """A current case with a triage red flag leans to the specialty its flags point to
+    (`specialty` of each flag in redflags.yaml, counted as `F:<id>` features): their
+    log-odds rise by `boost` per flag word, at most two."""
+    out = proba
+    index = {c: k for k, c in enumerate(classes)}
+    for i, doc in enumerate(docs):
+        if not doc.cue_counts.get("U:case&red"):
+            continue
+        organs = [
+            (index[k[2:]], v) for k, v in doc.know.items() if k[:2] == "F:" and k[2:] in index
+        ]
+        if not organs:
+            continue
+        if out is proba:
+            out = proba.copy()
+        row = out[i]
+        for k, v in organs:
+            row[k] *= math.exp(boost * min(v, 2.0))
+        row /= row.sum()
+    return out
+
+
 def adjust_urgency(
     proba: np.ndarray, cue_counts: list[dict[str, float]], rules: dict[str, float]
 ) -> np.ndarray:
@@ -162,6 +187,11 @@ class DocTocTocClassifier:
         out = {name: head.proba(scores) for name, head in self.heads.items()}
         counts = [d.cue_counts for d in docs]
         out["urgency"] = adjust_urgency(out["urgency"], counts, self.rules)
+        boost = float(self.rules.get("case_red_specialty_boost", 0.0))
+        if boost:
+            out["specialty"] = adjust_specialty(
+                out["specialty"], docs, self.heads["specialty"].classes, boost
+            )
         return out
 
     # --- the contract ------------------------------------------------------------------

@@ -56,7 +56,13 @@ class TrainSettings:
     recall_margin: float = 0.02
     request_threshold: float = 0.5
     rules: dict[str, float] = field(
-        default_factory=lambda: {"now_red_boost": 1.0, "calm_penalty": 1.5, "case_red_boost": 5.0}
+        default_factory=lambda: {
+            "now_red_boost": 1.0,
+            "calm_penalty": 1.5,
+            "case_red_boost": 5.0,
+            # a current red-flag case leans to the specialty of its flags (model.adjust_specialty)
+            "case_red_specialty_boost": 2.0,
+        }
     )
     # Request head: each training request also joins without its question (augment.py), at
     # this weight; a non-request with P(request) at or above `request_uncertain_above` is

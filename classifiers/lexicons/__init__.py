@@ -315,9 +315,14 @@ def _add_redflags(matcher: PhraseMatcher, red: dict[str, Any]) -> None:
             needs = needs + child
         label = f"Q:{flag.get('id')}" if needs else "C:red_flag"
         lay = flag.get("lay") or {}
+        # the specialty the flag points to, a feature of the specialty head; not for flags that
+        # need a companion word ("fever" alone says nothing of an infant)
+        organ = f"F:{flag['specialty']}" if flag.get("specialty") and not needs else ""
         for lang in ("fr", "en"):
             for term in (*_terms(flag.get(lang)), *_terms(lay.get(lang))):
                 matcher.add(term, label)
+                if organ:
+                    matcher.add(term, organ)
         for term in needs:
             matcher.add(term, f"N:{flag.get('id')}")
     for term in _terms(red.get("current_case")):

@@ -377,3 +377,27 @@ def test_everyday_look_alikes_of_red_flags_are_not_red_flag_cases(shipped):
     ):
         doc = shipped.featurizer.analyze(text)
         assert not doc.cue_counts.get("U:case&red"), (text, [c.text for c in doc.cues])
+
+
+def test_a_current_red_flag_case_leans_to_the_specialty_of_its_flag():
+    import numpy as np
+
+    from classifiers.features import Featurizer
+    from classifiers.lexicons import load_raw
+    from classifiers.model import adjust_specialty
+
+    fz = Featurizer(load_raw())
+    classes = ["cardiology", "neurology", "psychiatry"]
+    docs = [
+        fz.analyze("Homme 62 ans, douleur thoracique depuis 1 h"),  # current case: cardiology
+        fz.analyze("Douleur thoracique il y a 3 ans, bilan normal"),  # past: no lean
+        fz.analyze("Je veux en finir, j'ai préparé les médicaments"),  # psychiatry
+    ]
+    flat = np.full((3, 3), 1 / 3)
+    out = adjust_specialty(flat, docs, classes, boost=2.0)
+    # one flag word: its specialty's odds times e^2
+    assert out[0, 0] == pytest.approx(np.exp(2) / (np.exp(2) + 2))
+    assert np.allclose(out[1], flat[1]), "a past red flag leaves the scores as they were"
+    assert out[2].argmax() == 2
+    assert np.allclose(out.sum(axis=1), 1.0)
+    assert np.allclose(flat, 1 / 3), "the input is not modified"
