@@ -3,7 +3,10 @@
 Works on the raw post (French or English) and returns each cue with the exact words of the
 post, so the digest can show "il est au cabinet", "FC 110" or "pas urgent" to the clinician.
 A red flag preceded by a negation in the same clause ("pas de déficit", "no chest pain") is
-marked negated, and so is a sign that the case is past ("no history of", "not on iron"); phrases inside an explicit negation of urgency ("pas urgent") are dropped.
+marked negated, and so is a sign that the case is past ("no history of", "not on iron");
+phrases inside an explicit negation of urgency ("pas urgent") are dropped. A red flag that a
+history phrase just before it or an "... ago" phrase just after it names ("ATCD d'AVC", "AVC
+il y a 3 ans") is marked `earlier`: it is not shown and does not make a current case.
 """
 
 from __future__ import annotations

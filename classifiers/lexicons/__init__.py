@@ -134,12 +134,10 @@ class PhraseMatcher:
             stem = raw.endswith("*")
             words = tuple(singular(t) for t in tokenize(fold(raw.rstrip("*"))))
             if not words:
-                return  # "... b" or "a ... ...": nothing to anchor, ignored
+                raise ValueError(f"lexicon term {term!r}: every part around ' ... ' needs a word")
             if stem:  # the stem is matched as written (folded), not singularised
                 words = words[:-1] + (tokenize(fold(raw.rstrip("*")))[-1],)
             parts.append((words, stem))
-        if len(parts) < 2:
-            return
         entry = GapTerm(tuple(parts), label)
         first, first_stem = parts[0][0][0], parts[0][1] and len(parts[0][0]) == 1
         index = self.gap_stems if first_stem else self.gap_words
@@ -262,7 +260,7 @@ class PhraseMatcher:
                         end = -1
                         break
                     end = found
-                if end > 0:
+                if end >= 0:
                     out.append((term.label, i, end))
         return out
 

@@ -135,6 +135,8 @@ def test_a_term_with_a_gap_matches_its_parts_in_order_within_three_words():
     assert spans("my throat is closing") == [], "every word of a part is needed"
     # the caller says where clauses end: no match across a break
     assert spans("selles normales, urines noires", lambda a, b: True) == []
+    with pytest.raises(ValueError, match="needs a word"):
+        m.add("selles ... , ... noir*", "C:red_flag")  # a part without a word: a typo
 
 
 def test_a_gapped_red_flag_stays_in_its_clause_and_shows_the_patients_words(featurizer):
