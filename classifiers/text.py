@@ -170,6 +170,33 @@ def tokenize(folded: str) -> list[str]:
     return WORD_RE.findall(folded)
 
 
+# Contractions typed without their apostrophe on a phone ("cant breathe", "jarrive plus à
+# respirer"), split as the apostrophe would split them, so that "can't breathe" and "j'arrive"
+# match them. Only forms that are not words of their own ("its", "ill", "well", "were",
+# "im" (IM, intramuscular) and French "quelle" are left alone).
+_GLUED = {
+    **{w + "nt": (w + "n", "t") for w in ("does", "is", "are", "was", "were", "did", "could",
+                                           "would", "should", "have", "has", "had")},
+    "cant": ("can", "t"), "wont": ("won", "t"), "dont": ("don", "t"), "ive": ("i", "ve"), "hes": ("he", "s"), "shes": ("she", "s"), "thats": ("that", "s"),
+    "jai": ("j", "ai"), "jarrive": ("j", "arrive"), "narrive": ("n", "arrive"),
+    "jarrivais": ("j", "arrivais"), "narrivait": ("n", "arrivait"), "cest": ("c", "est"),
+    "sest": ("s", "est"), "jetais": ("j", "etais"), "javais": ("j", "avais"),
+    "jvais": ("j", "vais"), "jveux": ("j", "veux"), "jpeux": ("j", "peux"), "jen": ("j", "en"),
+    "narrete": ("n", "arrete"), "quil": ("qu", "il"),
+}  # fmt: skip
+
+
+def _unglue(tokens: list[str]) -> list[str]:
+    out: list[str] = []
+    for tok in tokens:
+        parts = _GLUED.get(tok)
+        if parts is None:
+            out.append(tok)
+        else:
+            out.extend(parts)
+    return out
+
+
 def prepare(
     text: str,
     cased_abbrev: dict[str, list[str]],
@@ -186,6 +213,8 @@ def prepare(
     if abbrev_keys is None:
         abbrev_keys = frozenset(folded_abbrev) | frozenset(fold(k) for k in cased_abbrev)
     tokens = WORD_RE.findall(folded)
+    if not _GLUED.keys().isdisjoint(tokens):
+        tokens = _unglue(tokens)
     expansions: list[list[str]] = []
     candidates = abbrev_keys.intersection(tokens)
     extra = [] if text.isascii() else [word for sign, word in (emoji or {}).items() if sign in text]

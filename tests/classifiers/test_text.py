@@ -80,3 +80,21 @@ def test_a_phrase_ending_in_a_star_matches_the_phrase_and_its_plurals():
     assert labels("a beta-blocker?") == ["cardiology"]
     assert labels("acouphènes bilatéraux") == ["ent"]  # single-word stems still work
     assert labels("beta agonist") == []
+
+
+def test_contractions_typed_without_apostrophe_split_like_the_apostrophe_would():
+    def words(text):
+        return prepare(text, {}, {}).tokens
+
+    assert words("I cant breathe") == words("I can't breathe") == ["i", "can", "t", "breathe"]
+    assert words("jarrive plus à respirer") == words("j'arrive plus à respirer")
+    assert words("he isnt breathing") == words("he isn't breathing")
+    # words of their own stay whole: "its", "ill", IM (intramuscular), French "quelle"
+    assert words("its ill, adrénaline IM, quelle dose") == [
+        "its", "ill", "adrenaline", "im", "quelle", "dose",
+    ]  # fmt: skip
+    prep = prepare("Mon fils narrive plus à respirer", {}, {})
+    i = prep.tokens.index("arrive")
+    assert prep.original(prep.start(i - 1), prep.end(i)) == "narrive", (
+        "cue text keeps the post's words"
+    )
