@@ -401,3 +401,30 @@ def test_a_current_red_flag_case_leans_to_the_specialty_of_its_flag():
     assert out[2].argmax() == 2
     assert np.allclose(out.sum(axis=1), 1.0)
     assert np.allclose(flat, 1 / 3), "the input is not modified"
+
+
+def test_red_flags_told_in_regional_words_or_around_the_flag_make_a_current_case():
+    from classifiers.features import Featurizer
+    from classifiers.lexicons import load_raw
+
+    fz = Featurizer(load_raw())
+
+    def red_case(text):
+        return bool(fz.analyze(text).cue_counts.get("U:case&red"))
+
+    for text in (  # a companion word around the flag, regional or family words
+        "Mon gars de 12 ans s'est réveillé avec mal aux gosses d'un bord, c'est enflé pis il a vomi",
+        "9 month old, no wet nappy for 12 hours, soft spot on his head looks sunken",
+        "My wife is 35 weeks, pounding headache all day and seeing flashing lights",
+        "J'ai accouché il y a 6 jours, je saigne énormément avec des gros caillots",
+        "Toute la famille a mal à la tête depuis qu'on a rallumé la vieille chaudière",
+        "Il a fait un malaise avec douleur thoracique ce matin",  # passé composé: today
+    ):
+        assert red_case(text), text
+    for text in (  # a family history, a feared or prevented event, a device
+        "Lp(a) élevée chez une femme de 38 ans dont le père a fait un IDM à 50 ans",
+        "How to prevent heat stroke in my parents without AC?",
+        "Carbon monoxide detector keeps chirping, where should it go?",
+        "My dad gets a bit confused with his pill organiser",
+    ):
+        assert not red_case(text), text
