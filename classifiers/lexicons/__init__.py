@@ -313,8 +313,9 @@ def _add_redflags(matcher: PhraseMatcher, red: dict[str, Any]) -> None:
             needs = needs + child
         label = f"Q:{flag.get('id')}" if needs else "C:red_flag"
         lay = flag.get("lay") or {}
-        # the specialty the flag points to, a feature of the specialty head; not for flags that
-        # need a companion word ("fever" alone says nothing of an infant)
+        # the specialty the flag points to, a feature of the specialty head; a flag that needs a
+        # companion word ("fever" alone says nothing of an infant) leans only with `lean: true`,
+        # and then only once the companion is there (features.Featurizer._count_companion_organs)
         organ = f"F:{flag['specialty']}" if flag.get("specialty") and not needs else ""
         for lang in ("fr", "en"):
             for term in (*_terms(flag.get(lang)), *_terms(lay.get(lang))):

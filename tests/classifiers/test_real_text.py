@@ -428,3 +428,18 @@ def test_red_flags_told_in_regional_words_or_around_the_flag_make_a_current_case
         "My dad gets a bit confused with his pill organiser",
     ):
         assert not red_case(text), text
+
+
+def test_a_flag_with_lean_points_to_its_specialty_only_once_its_companion_is_there():
+    from classifiers.features import Featurizer
+    from classifiers.lexicons import load_raw
+
+    fz = Featurizer(load_raw())
+
+    def organs(text):
+        return {k: v for k, v in fz.analyze(text).know.items() if k.startswith("F:")}
+
+    assert organs("Je suis enceinte de 7 mois et je saigne") == {"F:gynecology_obstetrics": 1.0}
+    assert organs("My wife is 35 weeks, seeing flashing lights") == {"F:gynecology_obstetrics": 1.0}
+    assert organs("Je saigne du genou") == {}, "no companion word: no pregnancy"
+    assert organs("Palpitations et sueurs depuis ce matin") == {}, "a flag without lean: true"
