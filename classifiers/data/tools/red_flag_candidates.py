@@ -23,8 +23,9 @@ def main() -> None:
     fz = Featurizer(load_raw())
     for e in load_corpus():
         doc = fz.analyze(e.text)
-        red = [c.text for c in doc.cues if c.kind == "red_flag" and not c.negated]
-        past = [c.text for c in doc.cues if c.kind == "past"]
+        red = [c.text for c in doc.cues if c.kind == "red_flag" and not (c.negated or c.earlier)]
+        # whole-post past markers, and the history / "... ago" phrases next to a red flag
+        past = [c.text for c in doc.cues if c.kind in ("past", "history", "ago") and not c.negated]
         if not red:
             continue
         if (e.is_request and e.urgency != "urgent") or not e.is_request:
