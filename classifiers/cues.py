@@ -289,22 +289,30 @@ def _drop_nested(
     matches: list[tuple[str, int, int]], blocked: list[tuple[int, int]]
 ) -> list[tuple[str, int, int]]:
     """Drop matches inside an explicit non-urgency phrase, and same-kind matches nested in a
-    longer one (keep "il est au cabinet", not also "est au cabinet")."""
-    by_kind: dict[str, list[tuple[int, int]]] = {}
+    longer one (keep "il est au cabinet", not also "est au cabinet"). Linear after a sort: a
+    hostile post repeating a phrase thousands of times stays fast."""
+    nested: set[tuple[str, int, int]] = set()
+    by_kind: dict[str, set[tuple[int, int]]] = {}
     for kind, i, j in matches:
-        by_kind.setdefault(kind, []).append((i, j))
+        by_kind.setdefault(kind, set()).add((i, j))
+    for kind, spans in by_kind.items():
+        if len(spans) < 2:
+            continue
+        reach = -1  # the furthest end of the spans that start at or before this one
+        for i, j in sorted(spans, key=lambda span: (span[0], -span[1])):
+            if reach >= j:
+                nested.add((kind, i, j))
+            reach = max(reach, j)
     out: list[tuple[str, int, int]] = []
     seen: set[tuple[str, int, int]] = set()
     for kind, i, j in matches:
-        if (kind, i, j) in seen:
+        key = (kind, i, j)
+        if key in seen or key in nested:
             continue
         if blocked and kind != "not_urgent" and any(a <= i and j <= b for a, b in blocked):
             continue
-        spans = by_kind[kind]
-        if len(spans) > 1 and any(a <= i and j <= b and (a, b) != (i, j) for a, b in spans):
-            continue
-        seen.add((kind, i, j))
-        out.append((kind, i, j))
+        seen.add(key)
+        out.append(key)
     return out
 
 
