@@ -125,13 +125,6 @@ class Featurizer:
         self.bigrams = bigrams
         self._affixes: dict[str, tuple[str, ...]] = {}
         self._emoji = self.lexicons.emoji
-        # red flags that lean to their specialty once their companion word is there
-        # ("saignement" + "enceinte" -> gynecology; redflags.yaml `lean: true`)
-        self._companion_organs = {
-            f"Q:{f.get('id')}": f"F:{f['specialty']}"
-            for f in (lexicons_raw.get("redflags") or {}).get("flags") or []
-            if f.get("specialty") and f.get("lean")
-        }
 
     def analyze(self, text: str) -> DocFeatures:
         lex = self.lexicons
@@ -146,8 +139,8 @@ class Featurizer:
         labels = {k for k in know if k[0] == "G"}
         with_companions = self._with_expanded_companions(prep, matches)
         cues = self.cue_extractor.extract(prep, with_companions)
-        if self._companion_organs and any(label[0] == "Q" for label, _, _ in matches):
-            self._count_companion_organs(with_companions, know)
+        if lex.lean_organs and any(label[0] == "Q" for label, _, _ in matches):
+            self._count_lean_organs(with_companions, know)
         feats.cues = cues
         feats.cue_counts = CueSummary(cues).counts()
         for key, value in feats.cue_counts.items():
@@ -219,13 +212,15 @@ class Featurizer:
                 if label[0] in "LDGR":
                     know[label] = kget(label, 0.0) + 1.0
 
-    def _count_companion_organs(
+    def _count_lean_organs(
         self, matches: list[tuple[str, int, int]], know: dict[str, float]
     ) -> None:
+        """The specialty of a `lean: true` red flag whose companion word is there
+        ("saignement" + "enceinte" -> `F:gynecology_obstetrics`), unless negated."""
         present = {label[2:] for label, _, _ in matches if label[0] == "N"}
         negated_at = {j for label, _, j in matches if label == "C:neg"}
         for label, i, _ in matches:
-            organ = self._companion_organs.get(label)
+            organ = self.lexicons.lean_organs.get(label)
             if organ and label[2:] in present and i not in negated_at and i - 1 not in negated_at:
                 know[organ] = know.get(organ, 0.0) + 1.0
 

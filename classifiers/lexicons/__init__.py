@@ -132,12 +132,12 @@ class PhraseMatcher:
         for raw in term.split(GAP_MARK):
             raw = raw.strip()
             stem = raw.endswith("*")
-            words = tuple(singular(t) for t in tokenize(fold(raw.rstrip("*"))))
-            if not words:
+            tokens = tokenize(fold(raw.rstrip("*")))
+            if not tokens:
                 raise ValueError(f"lexicon term {term!r}: every part around ' ... ' needs a word")
-            if stem:  # the stem is matched as written (folded), not singularised
-                words = words[:-1] + (tokenize(fold(raw.rstrip("*")))[-1],)
-            parts.append((words, stem))
+            # a stem is matched as written (folded), every other word singularised
+            last = tokens[-1] if stem else singular(tokens[-1])
+            parts.append((tuple(singular(t) for t in tokens[:-1]) + (last,), stem))
         entry = GapTerm(tuple(parts), label)
         first, first_stem = parts[0][0][0], parts[0][1] and len(parts[0][0]) == 1
         index = self.gap_stems if first_stem else self.gap_words
@@ -300,12 +300,16 @@ def _terms(value: Any) -> Iterable[str]:
     return [str(t) for t in value]
 
 
-def _add_redflags(matcher: PhraseMatcher, red: dict[str, Any]) -> None:
+def _add_redflags(matcher: PhraseMatcher, red: dict[str, Any]) -> dict[str, str]:
     """Triage red flags (redflags.yaml): a flag's terms (its `fr`/`en` lists and the patients'
     wordings of its `lay` section) are `C:red_flag` cues, or `Q:<id>`
     when the flag also needs another word in the post (`needs`, or a child for `child: true`),
     whose terms are `N:<id>`; `current_case` / `not_current` phrases are `C:current` /
-    `C:past`, `history` / `ago` phrases `C:history` / `C:ago`."""
+    `C:past`, `history` / `ago` phrases `C:history` / `C:ago`.
+
+    Returns the `Q:<id>` labels of the flags with `lean: true` and their `F:<id>`: the
+    specialty such a flag points to once its companion word is there."""
+    lean: dict[str, str] = {}
     child = [str(t) for t in (red.get("child_words") or CHILD_WORDS)]
     for flag in sorted(red.get("flags") or [], key=lambda f: str(f.get("id"))):
         needs = [str(t) for t in (flag.get("needs") or [])]
@@ -315,8 +319,10 @@ def _add_redflags(matcher: PhraseMatcher, red: dict[str, Any]) -> None:
         lay = flag.get("lay") or {}
         # the specialty the flag points to, a feature of the specialty head; a flag that needs a
         # companion word ("fever" alone says nothing of an infant) leans only with `lean: true`,
-        # and then only once the companion is there (features.Featurizer._count_companion_organs)
+        # and then only once the companion is there (features.Featurizer._count_lean_organs)
         organ = f"F:{flag['specialty']}" if flag.get("specialty") and not needs else ""
+        if needs and flag.get("specialty") and flag.get("lean"):
+            lean[label] = f"F:{flag['specialty']}"
         for lang in ("fr", "en"):
             for term in (*_terms(flag.get(lang)), *_terms(lay.get(lang))):
                 matcher.add(term, label)
@@ -331,6 +337,7 @@ def _add_redflags(matcher: PhraseMatcher, red: dict[str, Any]) -> None:
     for kind in ("history", "ago"):  # past events named next to a red flag (cues._mark_earlier)
         for term in _terms(red.get(kind)):
             matcher.add(term, f"C:{kind}")
+    return lean
 
 
 @dataclass
@@ -351,6 +358,7 @@ class Lexicons:
     emoji: dict[str, str]
     version: str = ""
     abbrev_keys: frozenset[str] = frozenset()
+    lean_organs: dict[str, str] = field(default_factory=dict)  # `Q:<id>` -> `F:<specialty>`
 
 
 def compile_lexicons(raw: dict[str, Any]) -> Lexicons:
@@ -374,7 +382,7 @@ def compile_lexicons(raw: dict[str, Any]) -> Lexicons:
     for kind in CUE_KINDS:
         for term in _terms(urgency.get(kind)):
             matcher.add(term, f"C:{kind}")
-    _add_redflags(matcher, raw.get("redflags") or {})
+    lean_organs = _add_redflags(matcher, raw.get("redflags") or {})
     for term in _terms(urgency.get("negators")):
         matcher.add(term, "C:neg")
     for vital, terms in sorted((urgency.get("vitals") or {}).items()):
@@ -396,4 +404,5 @@ def compile_lexicons(raw: dict[str, Any]) -> Lexicons:
         emoji=emoji,
         version=digest(raw),
         abbrev_keys=frozenset(folded) | frozenset(fold(k) for k in cased),
+        lean_organs=lean_organs,
     )
