@@ -25,7 +25,10 @@ _EARLIER_BREAK = re.compile(r"[,.;!?\n()]|\bmais\b|\bbut\b")
 # after it; an "... ago" phrase ("il y a 3 ans", "in 2019") one at most this many words before.
 HISTORY_REACH = 2
 AGO_REACH = 3
-_SEP = r"\s*(?:[:=~]|>|<|\ba\b|\bat\b|\bof\b|\bde\b|\bis\b|\best\b|\bvers\b|\baround\b)?\s*"
+_SEP = (
+    r"\s*(?:[:=~]|>|<|\ba\b|\bat\b|\bof\b|\bde\b|\bis\b|\best\b|\bvers\b|\baround\b"
+    r"|\bsays\b|\breads\b|\bshows\b|\baffiche\b|\bindique\b)?\s*"
+)
 _NUM = r"(\d{1,3}(?:[.,]\d+)?)"
 _RANGES = {
     "heart_rate": (20, 260),
@@ -133,9 +136,15 @@ class CueExtractor:
         phrases = [
             (label[2:], i, j) for label, i, j in matches if label[0] == "C" and label != "C:neg"
         ]
+        negations = [(i, j) for label, i, j in matches if label == "C:neg"]
         if any(label[0] == "Q" for label, _, _ in matches):
-            # a red flag that needs another word of the post (pregnancy, a child...)
-            present = {label[2:] for label, _, _ in matches if label[0] == "N"}
+            # a red flag that needs another word of the post (pregnancy, a child...); a negated
+            # companion does not count ("cœur qui s'emballe, jamais de malaise")
+            present = {
+                label[2:]
+                for label, i, _ in matches
+                if label[0] == "N" and not (negations and _negated(prep, negations, i))
+            }
             phrases += [
                 ("red_flag", i, j)
                 for label, i, j in matches
@@ -143,7 +152,6 @@ class CueExtractor:
             ]
         cues: list[Cue] = []
         if phrases:
-            negations = [(i, j) for label, i, j in matches if label == "C:neg"]
             blocked = [(i, j) for kind, i, j in phrases if kind == "not_urgent"]
             for kind, i, j in _drop_nested(phrases, blocked):
                 negated = (

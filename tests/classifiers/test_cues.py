@@ -177,3 +177,18 @@ def test_iron_turns_black_stools_into_a_known_cause_unless_denied(featurizer):
     assert not red_case("Mes selles sont noires depuis que je prends le fer, c'est normal ?")
     assert not red_case("My poop has been black since I started the iron tablets")
     assert red_case("Black sticky poop like tar since this morning, I'm not on any iron pills")
+
+
+def test_a_vital_read_off_a_device_counts(featurizer):
+    got = kinds(cues(featurizer, "Grandad's pulse on his watch says 32 and he keeps fainting"))
+    assert ("vital", "pulse on his watch says 32", False, True) in got
+    got = kinds(cues(featurizer, "Sa saturation affiche 84 sur l'oxymètre"))
+    assert ("vital", "saturation affiche 84", False, True) in got
+
+
+def test_an_english_verb_negated_with_nt_cancels_the_red_flag_after_it(featurizer):
+    for text in ("Which antihistamine doesn't make you drowsy?", "one that doesnt make you drowsy"):
+        assert {c.text for c in cues(featurizer, text) if c.negated} == {"drowsy"}, text
+    # a wording that starts with the negated verb is the red flag itself
+    found = cues(featurizer, "My mum doesn't know where she is since lunch")
+    assert any(c.kind == "red_flag" and not c.negated for c in found)

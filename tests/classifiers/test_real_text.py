@@ -443,3 +443,41 @@ def test_a_flag_with_lean_points_to_its_specialty_only_once_its_companion_is_the
     assert organs("My wife is 35 weeks, seeing flashing lights") == {"F:gynecology_obstetrics": 1.0}
     assert organs("Je saigne du genou") == {}, "no companion word: no pregnancy"
     assert organs("Palpitations et sueurs depuis ce matin") == {}, "a flag without lean: true"
+
+
+def test_fourth_round_wordings_make_a_current_case_and_their_look_alikes_do_not():
+    """Development set D (December 2026): red flags told by carers and relatives, and the
+    harmless posts that share their words."""
+    from classifiers.features import Featurizer
+    from classifiers.lexicons import load_raw
+
+    fz = Featurizer(load_raw())
+
+    def red_case(text):
+        return bool(fz.analyze(text).cue_counts.get("U:case&red"))
+
+    for text in (
+        "My husband's been fitting for about 7 minutes now, first time ever",
+        "He's going a bit blue round the mouth and won't answer me",
+        "Toddler got into her gran's bag and ate some of her heart tablets, very sleepy",
+        "Carer here, Mr B has swallowed his whole dosette box in one go this morning",
+        "Ma fille a renversé la casserole d'eau bouillante sur elle, des cloques qui se décollent",
+        "Granny hasn't pooed or passed wind in 4 days and keeps being sick",
+        "Asthmatique, 10 bouffées de ventoline et je n'arrive plus à finir mes phrases",
+        "Diabétique, très somnolent, son lecteur affiche HI depuis ce matin",
+        "Dad's right leg is cold and pale since this afternoon and he can't wiggle his toes",
+        "She can't find her words this morning and her right arm is weak",
+    ):
+        assert red_case(text), text
+    for text in (
+        "Which antihistamine doesn't make you drowsy?",
+        "Does my son need the meningitis jab before uni?",
+        "16 weeks and I haven't felt the baby move yet, first pregnancy",
+        "20 weeks pregnant and my gums bleed every time I brush",
+        "Mon mari ronfle et s'arrête de respirer quelques secondes la nuit",
+        "J'ai mal à la poitrine quand j'appuie sur une côte depuis le déménagement",
+        "Quand je bois trois cafés mon cœur s'emballe, jamais de malaise",
+        "On m'a donné du fer pour mon anémie et mes selles sont noires",
+        "Splashed a bit of hot oil on my wrist, small red patch, no blister",
+    ):
+        assert not red_case(text), text
