@@ -481,3 +481,34 @@ def test_fourth_round_wordings_make_a_current_case_and_their_look_alikes_do_not(
         "Splashed a bit of hot oil on my wrist, small red patch, no blister",
     ):
         assert not red_case(text), text
+
+
+def test_fifth_round_wordings_make_a_current_case_and_their_look_alikes_do_not():
+    """Development set E (December 2026): texting, non-native and regional wordings."""
+    from classifiers.features import Featurizer
+    from classifiers.lexicons import load_raw
+
+    fz = Featurizer(load_raw())
+
+    def red_case(text):
+        return bool(fz.analyze(text).cue_counts.get("U:case&red"))
+
+    for text in (
+        "My 2 year old bit into a laundry pod, foam around her mouth",
+        "38 weeks, waters just broke and I can feel a cord between my legs",
+        "soeur sous chimio 39 elle grelotte",
+        "Il a touché un fil électrique sur le chantier, son cœur bat n'importe comment",
+        "Cut my hand, 3 towels soaked through, blood keeps spurting out",
+        "Ma mère a une douleur dans le dos comme un coup de poignard, d'un coup",
+        "grandma says its indigestion but shes all sweaty and grey rn",
+        "My dad just coughed up half a cup of bright red blood",
+    ):
+        assert red_case(text), text
+    for text in (
+        "Where's the safest place to keep laundry pods with a crawling baby?",
+        "Comment ranger les capsules de lessive avec un bébé qui ouvre tout ?",
+        "why do i keep getting small electric shocks from my car door",
+        "took pepto bismol for an upset stomach and now my poop is black",
+        "my mate's chest hurts but only when he presses on his ribs, after bench press",
+    ):
+        assert not red_case(text), text
