@@ -224,6 +224,11 @@ def test_a_procedure_report_gets_its_specialty_from_curated_vocabulary(shipped):
 # --- patients' own words (lay vocabulary) and a patient's voice ----------------------------
 
 LAY_CASES = [
+    # a pregnancy told by its week, a mother after the birth: the baby is not the patient
+    ("36 weeks with my second and the baby hasn't moved since this morning #DocTocToc", "en",
+     "gynecology_obstetrics"),
+    ("J'ai accouché il y a 8 jours et je saigne beaucoup depuis ce matin, avec des caillots "
+     "#DocTocToc", "fr", "gynecology_obstetrics"),
     ("Depuis quelques jours j'ai des brûlures en urinant et du sang dans les urines #DocTocToc",
      "fr", "nephrology_urology"),
     ("I have been feeling very down for months, I do not enjoy anything and I sleep badly. "
