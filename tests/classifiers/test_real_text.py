@@ -224,6 +224,9 @@ def test_a_procedure_report_gets_its_specialty_from_curated_vocabulary(shipped):
 # --- patients' own words (lay vocabulary) and a patient's voice ----------------------------
 
 LAY_CASES = [
+    # a drug named by what it treats: a side effect is a drug question (TAXONOMY)
+    ("Black poo since I started my iron tablets last week, is that normal? #DocTocToc", "en",
+     "pharmacology"),
     # a pregnancy told by its week, a mother after the birth: the baby is not the patient
     ("36 weeks with my second and the baby hasn't moved since this morning #DocTocToc", "en",
      "gynecology_obstetrics"),
