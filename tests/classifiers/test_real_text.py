@@ -520,3 +520,30 @@ def test_fifth_round_wordings_make_a_current_case_and_their_look_alikes_do_not()
         "my mate's chest hurts but only when he presses on his ribs, after bench press",
     ):
         assert not red_case(text), text
+
+
+def test_sixth_round_wordings_and_heavy_periods():
+    """Development set F (December 2026), and heavy loss that is a red flag only after a
+    birth or in a pregnancy."""
+    from classifiers.features import Featurizer
+    from classifiers.lexicons import load_raw
+
+    fz = Featurizer(load_raw())
+
+    def red_case(text):
+        return bool(fz.analyze(text).cue_counts.get("U:case&red"))
+
+    for text in (
+        "Teammate's shin bone poking through his sock, going pale",
+        "wife 9 days after birth filling a maternity pad in under an hour, clots bigger than a golf ball",
+        "gym buddy wheezing so bad he can only say one word at a time, inhaler done nothing",
+        "Mum suddenly has a painful red eye tonight with rainbow rings round the lights",
+        "My 2 yr old just swallowed one of those little flat round batteries from the car key",
+    ):
+        assert red_case(text), text
+    for text in (
+        "Every month on day 1 and 2 I'm soaking through a night pad, since I was a teen",
+        "4yo with a blotchy rash, I did the glass test and it fades completely",
+        "Since his stroke 3 yrs ago grandad's speech goes a bit slurry when he's tired",
+    ):
+        assert not red_case(text), text
