@@ -453,97 +453,75 @@ def test_a_flag_with_lean_points_to_its_specialty_only_once_its_companion_is_the
     assert organs("Palpitations et sueurs depuis ce matin") == {}, "a flag without lean: true"
 
 
-def test_fourth_round_wordings_make_a_current_case_and_their_look_alikes_do_not():
-    """Development set D (December 2026): red flags told by carers and relatives, and the
-    harmless posts that share their words."""
+# --- rounds 4 to 6 of lay red flags (development sets D, E, F, December 2026) --------------
+
+LAY_RED_CASES = [
+    "My husband's been fitting for about 7 minutes now, first time ever",
+    "He's going a bit blue round the mouth and won't answer me",
+    "Toddler got into her gran's bag and ate some of her heart tablets, very sleepy",
+    "Carer here, Mr B has swallowed his whole dosette box in one go this morning",
+    "Ma fille a renversé la casserole d'eau bouillante sur elle, des cloques qui se décollent",
+    "Granny hasn't pooed or passed wind in 4 days and keeps being sick",
+    "Asthmatique, 10 bouffées de ventoline et je n'arrive plus à finir mes phrases",
+    "Diabétique, très somnolent, son lecteur affiche HI depuis ce matin",
+    "Dad's right leg is cold and pale since this afternoon and he can't wiggle his toes",
+    "She can't find her words this morning and her right arm is weak",
+    "My 2 year old bit into a laundry pod, foam around her mouth",
+    "38 weeks, waters just broke and I can feel a cord between my legs",
+    "soeur sous chimio 39 elle grelotte",
+    "Il a touché un fil électrique sur le chantier, son cœur bat n'importe comment",
+    "Cut my hand, 3 towels soaked through, blood keeps spurting out",
+    "Ma mère a une douleur dans le dos comme un coup de poignard, d'un coup",
+    "grandma says its indigestion but shes all sweaty and grey rn",
+    "My dad just coughed up half a cup of bright red blood",
+    "Teammate's shin bone poking through his sock, going pale",
+    (
+        "wife 9 days after birth filling a maternity pad in under an hour, clots bigger "
+        "than a golf ball"
+    ),
+    "gym buddy wheezing so bad he can only say one word at a time, inhaler done nothing",
+    "Mum suddenly has a painful red eye tonight with rainbow rings round the lights",
+    "My 2 yr old just swallowed one of those little flat round batteries from the car key",
+]
+
+LAY_LOOK_ALIKES = [
+    "Which antihistamine doesn't make you drowsy?",
+    "Does my son need the meningitis jab before uni?",
+    "16 weeks and I haven't felt the baby move yet, first pregnancy",
+    "20 weeks pregnant and my gums bleed every time I brush",
+    "Mon mari ronfle et s'arrête de respirer quelques secondes la nuit",
+    "J'ai mal à la poitrine quand j'appuie sur une côte depuis le déménagement",
+    "Quand je bois trois cafés mon cœur s'emballe, jamais de malaise",
+    "On m'a donné du fer pour mon anémie et mes selles sont noires",
+    "Splashed a bit of hot oil on my wrist, small red patch, no blister",
+    "Where's the safest place to keep laundry pods with a crawling baby?",
+    "Comment ranger les capsules de lessive avec un bébé qui ouvre tout ?",
+    "why do i keep getting small electric shocks from my car door",
+    "took pepto bismol for an upset stomach and now my poop is black",
+    "my mate's chest hurts but only when he presses on his ribs, after bench press",
+    "Every month on day 1 and 2 I'm soaking through a night pad, since I was a teen",
+    "4yo with a blotchy rash, I did the glass test and it fades completely",
+    "Since his stroke 3 yrs ago grandad's speech goes a bit slurry when he's tired",
+]
+
+
+@pytest.fixture(scope="module")
+def red_case():
     from classifiers.features import Featurizer
     from classifiers.lexicons import load_raw
 
     fz = Featurizer(load_raw())
-
-    def red_case(text):
-        return bool(fz.analyze(text).cue_counts.get("U:case&red"))
-
-    for text in (
-        "My husband's been fitting for about 7 minutes now, first time ever",
-        "He's going a bit blue round the mouth and won't answer me",
-        "Toddler got into her gran's bag and ate some of her heart tablets, very sleepy",
-        "Carer here, Mr B has swallowed his whole dosette box in one go this morning",
-        "Ma fille a renversé la casserole d'eau bouillante sur elle, des cloques qui se décollent",
-        "Granny hasn't pooed or passed wind in 4 days and keeps being sick",
-        "Asthmatique, 10 bouffées de ventoline et je n'arrive plus à finir mes phrases",
-        "Diabétique, très somnolent, son lecteur affiche HI depuis ce matin",
-        "Dad's right leg is cold and pale since this afternoon and he can't wiggle his toes",
-        "She can't find her words this morning and her right arm is weak",
-    ):
-        assert red_case(text), text
-    for text in (
-        "Which antihistamine doesn't make you drowsy?",
-        "Does my son need the meningitis jab before uni?",
-        "16 weeks and I haven't felt the baby move yet, first pregnancy",
-        "20 weeks pregnant and my gums bleed every time I brush",
-        "Mon mari ronfle et s'arrête de respirer quelques secondes la nuit",
-        "J'ai mal à la poitrine quand j'appuie sur une côte depuis le déménagement",
-        "Quand je bois trois cafés mon cœur s'emballe, jamais de malaise",
-        "On m'a donné du fer pour mon anémie et mes selles sont noires",
-        "Splashed a bit of hot oil on my wrist, small red patch, no blister",
-    ):
-        assert not red_case(text), text
+    return lambda text: bool(fz.analyze(text).cue_counts.get("U:case&red"))
 
 
-def test_fifth_round_wordings_make_a_current_case_and_their_look_alikes_do_not():
-    """Development set E (December 2026): texting, non-native and regional wordings."""
-    from classifiers.features import Featurizer
-    from classifiers.lexicons import load_raw
-
-    fz = Featurizer(load_raw())
-
-    def red_case(text):
-        return bool(fz.analyze(text).cue_counts.get("U:case&red"))
-
-    for text in (
-        "My 2 year old bit into a laundry pod, foam around her mouth",
-        "38 weeks, waters just broke and I can feel a cord between my legs",
-        "soeur sous chimio 39 elle grelotte",
-        "Il a touché un fil électrique sur le chantier, son cœur bat n'importe comment",
-        "Cut my hand, 3 towels soaked through, blood keeps spurting out",
-        "Ma mère a une douleur dans le dos comme un coup de poignard, d'un coup",
-        "grandma says its indigestion but shes all sweaty and grey rn",
-        "My dad just coughed up half a cup of bright red blood",
-    ):
-        assert red_case(text), text
-    for text in (
-        "Where's the safest place to keep laundry pods with a crawling baby?",
-        "Comment ranger les capsules de lessive avec un bébé qui ouvre tout ?",
-        "why do i keep getting small electric shocks from my car door",
-        "took pepto bismol for an upset stomach and now my poop is black",
-        "my mate's chest hurts but only when he presses on his ribs, after bench press",
-    ):
-        assert not red_case(text), text
+@pytest.mark.parametrize("text", LAY_RED_CASES)
+def test_later_rounds_of_lay_wordings_make_a_current_red_flag_case(red_case, text):
+    """Carers, relatives, friends and regional or texting wordings of sets D, E and F."""
+    assert red_case(text)
 
 
-def test_sixth_round_wordings_and_heavy_periods():
-    """Development set F (December 2026), and heavy loss that is a red flag only after a
-    birth or in a pregnancy."""
-    from classifiers.features import Featurizer
-    from classifiers.lexicons import load_raw
-
-    fz = Featurizer(load_raw())
-
-    def red_case(text):
-        return bool(fz.analyze(text).cue_counts.get("U:case&red"))
-
-    for text in (
-        "Teammate's shin bone poking through his sock, going pale",
-        "wife 9 days after birth filling a maternity pad in under an hour, clots bigger than a golf ball",
-        "gym buddy wheezing so bad he can only say one word at a time, inhaler done nothing",
-        "Mum suddenly has a painful red eye tonight with rainbow rings round the lights",
-        "My 2 yr old just swallowed one of those little flat round batteries from the car key",
-    ):
-        assert red_case(text), text
-    for text in (
-        "Every month on day 1 and 2 I'm soaking through a night pad, since I was a teen",
-        "4yo with a blotchy rash, I did the glass test and it fades completely",
-        "Since his stroke 3 yrs ago grandad's speech goes a bit slurry when he's tired",
-    ):
-        assert not red_case(text), text
+@pytest.mark.parametrize("text", LAY_LOOK_ALIKES)
+def test_their_look_alikes_are_not_red_flag_cases(red_case, text):
+    """A jab, a rash that fades under a glass, heavy periods, static shocks, bismuth, an old
+    stroke, chest pain only when pressed: the words of a red flag, not the case."""
+    assert not red_case(text)
