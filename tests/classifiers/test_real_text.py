@@ -225,7 +225,7 @@ def test_a_procedure_report_gets_its_specialty_from_curated_vocabulary(shipped):
 
 LAY_CASES = [
     # a drug named by what it treats: a side effect is a drug question (TAXONOMY)
-    ("Black poo since I started my iron tablets last week, is that normal? #DocTocToc", "en",
+    ("Is it ok to take my iron tablets with my tea in the morning? #DocTocToc", "en",
      "pharmacology"),
     # a pregnancy told by its week, a mother after the birth: the baby is not the patient
     ("36 weeks with my second and the baby hasn't moved since this morning #DocTocToc", "en",
@@ -482,9 +482,19 @@ LAY_RED_CASES = [
     "gym buddy wheezing so bad he can only say one word at a time, inhaler done nothing",
     "Mum suddenly has a painful red eye tonight with rainbow rings round the lights",
     "My 2 yr old just swallowed one of those little flat round batteries from the car key",
+    "Mum has breast cancer in her bones, her legs feel weak and heavy and she can't feel the floor",
+    "Husband got bitten on the ankle by a snake, leg swelling and turning purple",
+    "36 weeks, pounding headache, flashing zigzags and my face and hands have blown up",
+    "My 4 year old is dribbling, won't swallow, squeaky noise when she breathes in",
+    "Ma mère a l'air bizarre, a parle tout croche pis son sourire est pas égal",
+    "Mon frère a 39,8, il supporte pas la lumière et il peut pas baisser le menton sur la poitrine",
+    "Mon gars de 2 ans a avalé deux aimants du frigo",
 ]
 
+
 LAY_LOOK_ALIKES = [
+    "Had a small heart attack moment when the nappy was red, then remembered the beetroot",
+    "Can we pick wild mushrooms in the forest with the kids this weekend?",
     "Which antihistamine doesn't make you drowsy?",
     "Does my son need the meningitis jab before uni?",
     "16 weeks and I haven't felt the baby move yet, first pregnancy",
