@@ -172,8 +172,11 @@ def tokenize(folded: str) -> list[str]:
 
 # Contractions typed without their apostrophe on a phone ("cant breathe", "jarrive plus à
 # respirer"), split as the apostrophe would split them, so that "can't breathe" and "j'arrive"
-# match them. Only forms that are not words of their own ("its", "ill", "well", "were",
-# "im" (IM, intramuscular) and French "quelle" are left alone).
+# match them. Forms that are words of their own are left alone ("its", "ill", "well", "were",
+# "im" (IM, intramuscular), French "quelle"), with one exception: "dont" is split although it
+# is also French "dont" ("dont le père"), because "dont want to live" is how phones type a
+# red flag. Posts and training see the same tokens, so only the lexicons must take care: no
+# term is written with French "dont", and "don't" is not a negator (urgency.yaml).
 _GLUED = {
     **{w + "nt": (w + "n", "t") for w in ("does", "is", "are", "was", "were", "did", "could",
                                            "would", "should", "have", "has", "had")},
