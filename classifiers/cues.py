@@ -137,19 +137,7 @@ class CueExtractor:
             (label[2:], i, j) for label, i, j in matches if label[0] == "C" and label != "C:neg"
         ]
         negations = [(i, j) for label, i, j in matches if label == "C:neg"]
-        if any(label[0] == "Q" for label, _, _ in matches):
-            # a red flag that needs another word of the post (pregnancy, a child...); a negated
-            # companion does not count ("cœur qui s'emballe, jamais de malaise")
-            present = {
-                label[2:]
-                for label, i, _ in matches
-                if label[0] == "N" and not (negations and _negated(prep, negations, i))
-            }
-            phrases += [
-                ("red_flag", i, j)
-                for label, i, j in matches
-                if label[0] == "Q" and label[2:] in present
-            ]
+        phrases += [("red_flag", i, j) for _, i, j in completed_flags(prep, matches, negations)]
         cues: list[Cue] = []
         if phrases:
             blocked = [(i, j) for kind, i, j in phrases if kind == "not_urgent"]
@@ -267,6 +255,26 @@ def _mark_earlier(prep: Prepared, cues: list[Cue]) -> None:
 def clause_break(prep: Prepared, a: int, b: int) -> bool:
     """Whether a clause break (punctuation, "mais", "but") lies between word a and word b."""
     return b > a and bool(_CLAUSE_BREAK.search(prep.folded, prep.end(a), prep.start(b)))
+
+
+def completed_flags(
+    prep: Prepared,
+    matches: list[tuple[str, int, int]],
+    negations: list[tuple[int, int]] | None = None,
+) -> list[tuple[str, int, int]]:
+    """The matches (`Q:<flag id>`, i, j) of red flags that need another word of the post
+    (pregnancy, a child...) and have it; a negated companion does not count ("cœur qui
+    s'emballe, jamais de malaise"). The cue rules and the specialty lean both use this."""
+    if not any(label[0] == "Q" for label, _, _ in matches):
+        return []
+    if negations is None:
+        negations = [(i, j) for label, i, j in matches if label == "C:neg"]
+    present = {
+        label[2:]
+        for label, i, _ in matches
+        if label[0] == "N" and not (negations and _negated(prep, negations, i))
+    }
+    return [m for m in matches if m[0][0] == "Q" and m[0][2:] in present]
 
 
 def _negated(prep: Prepared, negations: list[tuple[int, int]], i: int) -> bool:

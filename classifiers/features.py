@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.cues import Cue, CueExtractor, CueSummary, clause_break
+from classifiers.cues import Cue, CueExtractor, CueSummary, clause_break, completed_flags
 from classifiers.lexicons import Lexicons, compile_lexicons
 from classifiers.text import Prepared, is_number, prepare
 
@@ -140,7 +140,7 @@ class Featurizer:
         with_companions = self._with_expanded_companions(prep, matches)
         cues = self.cue_extractor.extract(prep, with_companions)
         if lex.lean_organs and any(label[0] == "Q" for label, _, _ in matches):
-            self._count_lean_organs(with_companions, know)
+            self._count_lean_organs(prep, with_companions, know)
         feats.cues = cues
         feats.cue_counts = CueSummary(cues).counts()
         for key, value in feats.cue_counts.items():
@@ -213,15 +213,15 @@ class Featurizer:
                     know[label] = kget(label, 0.0) + 1.0
 
     def _count_lean_organs(
-        self, matches: list[tuple[str, int, int]], know: dict[str, float]
+        self, prep: Prepared, matches: list[tuple[str, int, int]], know: dict[str, float]
     ) -> None:
-        """The specialty of a `lean: true` red flag whose companion word is there
-        ("saignement" + "enceinte" -> `F:gynecology_obstetrics`), unless negated."""
-        present = {label[2:] for label, _, _ in matches if label[0] == "N"}
+        """The specialty of a `lean: true` red flag whose companion word is there, by the
+        cue rules' reading (`cues.completed_flags`: "saignement" + "enceinte" ->
+        `F:gynecology_obstetrics`; not "pas enceinte"), unless the flag itself is negated."""
         negated_at = {j for label, _, j in matches if label == "C:neg"}
-        for label, i, _ in matches:
+        for label, i, _ in completed_flags(prep, matches):
             organ = self.lexicons.lean_organs.get(label)
-            if organ and label[2:] in present and i not in negated_at and i - 1 not in negated_at:
+            if organ and i not in negated_at and i - 1 not in negated_at:
                 know[organ] = know.get(organ, 0.0) + 1.0
 
     def _with_expanded_companions(

@@ -109,6 +109,8 @@ def test_a_flag_with_lean_points_to_its_specialty_only_once_its_companion_is_the
     assert organs("Je suis enceinte de 7 mois et je saigne") == {"F:gynecology_obstetrics": 1.0}
     assert organs("My wife is 35 weeks, seeing flashing lights") == {"F:gynecology_obstetrics": 1.0}
     assert organs("Je saigne du genou") == {}, "no companion word: no pregnancy"
+    no_pregnancy = organs("Je ne suis pas enceinte et je saigne beaucoup")
+    assert "F:gynecology_obstetrics" not in no_pregnancy, "a negated companion does not lean"
     assert organs("Palpitations et sueurs depuis ce matin") == {}, "a flag without lean: true"
 
 
