@@ -133,11 +133,11 @@ def make_model(
     return CalibratedClassifierCV(base, method=method, cv=validation_folds(cv), ensemble=False)
 
 
-def validation_folds(k: int) -> StratifiedKFold:
+def validation_folds(k: int, seed: int = 0) -> StratifiedKFold:
     """The folds of calibration and threshold validation: stratified and shuffled with a fixed
     seed (the corpus files are in writer order, so unshuffled folds would put one writer's
-    posts mostly in one fold). Calibration and the threshold see the same folds."""
-    return StratifiedKFold(k, shuffle=True, random_state=0)
+    posts mostly in one fold). Calibration uses seed 0; the threshold pools seeds 0, 1, ..."""
+    return StratifiedKFold(k, shuffle=True, random_state=seed)
 
 
 def make_pipeline(

@@ -131,3 +131,45 @@ def test_validation_folds_mix_posts_from_the_whole_corpus():
         return [held.tolist() for _, held in validation_folds(5).split(np.zeros(300), labels)]
 
     assert held_out() == held_out()  # seeded: the same folds at every training
+
+
+def test_urgent_threshold_pools_several_draws_of_the_folds():
+    """The threshold is tuned on the out-of-fold scores of several fold seeds together, so a
+    retrain does not move it with the luck of one draw of the folds."""
+    from classifiers import train as T
+    from classifiers.lexicons import load_raw
+    from classifiers.model import adjust_urgency
+    from classifiers.sk import validation_folds
+
+    labels = ["urgent", "soon", "routine"] * 100
+
+    def held_out(seed: int) -> list[list[int]]:
+        folds = validation_folds(5, seed).split(np.zeros(300), labels)
+        return [held.tolist() for _, held in folds]
+
+    assert held_out(0) != held_out(1)
+
+    posts = small_corpus()
+    s = T.TrainSettings(threshold_repeats=2)
+    vec, pipes = T._fit_heads(posts, s, load_raw(), [])
+    beta = float(
+        pipes["urgency"].named_steps["model"].calibrated_classifiers_[0].calibrators[0].beta_
+    )
+    validation = T._validate_urgency(posts, vec, s, beta, [])
+    urg = [e for e in posts if e.is_request and e.urgency]
+    classes = sorted({e.urgency for e in urg})
+    counts = [d.cue_counts for d in vec.analyze([e.text for e in urg])]
+    iu = classes.index("urgent")
+    scores = [
+        adjust_urgency(
+            T._softmax(beta * T._out_of_fold_decisions(urg, classes, vec, s, [], seed)),
+            counts,
+            s.rules,
+        )[:, iu]
+        for seed in (0, 1)
+    ]
+    gold = np.asarray([e.urgency == "urgent" for e in urg])
+    target = s.urgent_recall_target + s.recall_margin
+    pooled = tune_urgent_threshold(np.concatenate(scores), np.tile(gold, 2), target)
+    assert validation["tuned"]["threshold"] == round(pooled, 4)
+    assert "2 fold seeds pooled" in validation["method"]
