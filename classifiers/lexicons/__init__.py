@@ -60,8 +60,15 @@ GAP_MARK = " ... "
 
 _SINGULAR: dict[str, str] = {}
 # Plurals that mean something else than their singular: "urgences" is the emergency
-# department, "urgence" is urgency ("pas d'urgence").
-_KEEP_PLURAL = frozenset({"urgences", "soins", "secours", "moyens", "temps", "fois", "mois", "ans"})
+# department, "urgence" is urgency ("pas d'urgence"); "piles" are haemorrhoids, "pile" is
+# French for "exactly" or a battery; "gouttes" are drops, "goutte" is gout; skin "patches"
+# are not a nicotine "patch".
+_KEEP_PLURAL = frozenset(
+    {"urgences", "soins", "secours", "moyens", "temps", "fois", "mois", "ans", "piles", "gouttes",
+     "patches"}
+)  # fmt: skip
+# English -y words whose -ie form is a different French word ("manie" is mania)
+_KEEP_Y = frozenset({"many", "colony"})
 
 
 def singular(token: str) -> str:
@@ -73,8 +80,14 @@ def singular(token: str) -> str:
             pass
         elif len(token) > 4 and token.endswith("aux"):
             out = token[:-3] + "al"
+        elif len(token) > 5 and token.endswith(("shes", "tches")):
+            out = token[:-2]  # English -es plurals: "rashes" -> "rash", "patches" -> "patch"
         elif len(token) > 3 and token[-1] == "s" and token[-2] != "s":
             out = token[:-1]
+        # English -y and its plural -ies meet at -ie ("baby", "babies" -> "babie"), which is
+        # also the French form ("allergy", "allergies", "allergie" -> "allergie")
+        if len(out) > 3 and out[-1] == "y" and out[-2] not in "aeiouy" and out not in _KEEP_Y:
+            out = out[:-1] + "ie"
         if len(_SINGULAR) < 200_000:
             _SINGULAR[token] = out
     return out
