@@ -11,6 +11,7 @@ il y a 3 ans") is marked `earlier`: it is not shown and does not make a current 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,7 @@ class Cue:
         "earlier",
         "abnormal",
         "vital",
+        "value",
         "_prep",
         "_i",
         "_j",
@@ -88,12 +90,14 @@ class Cue:
         negated: bool = False,
         abnormal: bool = False,
         vital: str = "",
+        value: float = math.nan,
     ):
         self.kind = kind
         self.negated = negated
         self.earlier = False  # a red flag that a history or "... ago" phrase places in the past
         self.abnormal = abnormal
         self.vital = vital
+        self.value = value  # a vital sign's reading
         self._prep = prep
         self._i, self._j, self._start, self._end = i, j, start, end
         self._text: str | None = None
@@ -179,7 +183,17 @@ class CueExtractor:
             if unit == "s" and vital == "heart_rate":
                 end, unit = m.end(3), ""
             abnormal = self._abnormal(vital, value, unit)
-            out.append(Cue("vital", prep, start=start, end=end, abnormal=abnormal, vital=vital))
+            out.append(
+                Cue(
+                    "vital",
+                    prep,
+                    start=start,
+                    end=end,
+                    abnormal=abnormal,
+                    vital=vital,
+                    value=value,
+                )
+            )
             taken.append((start, m.end()))
         if "°" in folded or "deg" in folded or "," in folded or "." in folded:
             for m in _TEMP_RE.finditer(folded):
@@ -194,6 +208,7 @@ class CueExtractor:
                         end=m.end(),
                         abnormal=self._abnormal("temperature", value, ""),
                         vital="temperature",
+                        value=value,
                     )
                 )
         if "%" in folded:
@@ -210,6 +225,7 @@ class CueExtractor:
                             end=m.end(),
                             abnormal=self._abnormal("spo2", value, ""),
                             vital="spo2",
+                            value=value,
                         )
                     )
         return out

@@ -31,6 +31,12 @@ _CHILD_BEFORE = {  # words before "8 mois" / "5 semaines" that make it an age
     "bebe", "nourrisson", "enfant", "garcon", "fille", "fillette", "petit", "petite", "nn",
     "baby", "infant", "child", "boy", "girl", "kid", "toddler", "de", "un", "une", "a", "my",
 }  # fmt: skip
+# the child nouns of "bébé a 6 semaines", "my son is 7 weeks"
+_CHILD_NOUNS = (_CHILD_BEFORE - {"de", "un", "une", "a", "my"}) | {"bb", "fils", "son", "daughter"}
+_HAS_AGE = frozenset({"a", "has", "is"})
+# CTAS, FRENCH: a fever of 38 °C or more under 3 months of age is a level-2 presentation
+INFANT_FEVER_AGE = 0.25  # years
+INFANT_FEVER_TEMP = 38.0
 
 
 def age_years(tokens: list[str]) -> float | None:
@@ -70,7 +76,8 @@ def age_years(tokens: list[str]) -> float | None:
             nxt == "old"
             or (nxt == "de" and j + 1 < n and tokens[j + 1] == "vie")
             or (prev in _CHILD_BEFORE and prev not in ("de", "un", "une", "a", "my"))
-            or (prev == "de" and prev2 in _CHILD_BEFORE)
+            or (prev == "de" and (prev2 in _CHILD_BEFORE or prev2 in _CHILD_NOUNS))
+            or (prev in _HAS_AGE and prev2 in _CHILD_NOUNS)
         ):
             return value * (7 if unit in _WEEK_UNITS else 1) / 365.0
     return None
@@ -139,13 +146,16 @@ class Featurizer:
         labels = {k for k in know if k[0] == "G"}
         with_companions = self._with_expanded_companions(prep, matches)
         cues = self.cue_extractor.extract(prep, with_companions)
+        age = age_years(prep.tokens)
+        if age is not None and age < INFANT_FEVER_AGE:
+            _infant_fever(prep, cues, know)
         if lex.lean_organs and any(label[0] == "Q" for label, _, _ in matches):
             self._count_lean_organs(prep, with_companions, know)
         feats.cues = cues
         feats.cue_counts = CueSummary(cues).counts()
         for key, value in feats.cue_counts.items():
             know[key] = know.get(key, 0.0) + value
-        self._add_patient_and_drugs(know, labels, prep.tokens, drug_at)
+        self._add_patient_and_drugs(know, labels, prep.tokens, drug_at, age)
         _add_shape(know, text, prep)
         return feats
 
@@ -240,11 +250,16 @@ class Featurizer:
         return matches
 
     def _add_patient_and_drugs(
-        self, know: dict[str, float], labels: set[str], tokens: list[str], drug_at: set[int]
+        self,
+        know: dict[str, float],
+        labels: set[str],
+        tokens: list[str],
+        drug_at: set[int],
+        age: float | None,
     ) -> None:
         """The patient's age band, several drugs named, the joint features, a why-question
         about a drug."""
-        band = age_band(age_years(tokens))
+        band = age_band(age)
         if band:
             know[f"A:{band}"] = 1.0
             labels.add(f"A:{band}")
@@ -286,6 +301,21 @@ class Featurizer:
                 know["X:young&drug"] = 1.0
         if labels & {"A:senior", "A:old", "G:elderly"}:
             know["X:old"] = 1.0
+
+
+def _infant_fever(prep: Prepared, cues: list[Cue], know: dict[str, float]) -> None:
+    """A temperature of 38 °C or more read in the post of an infant under 3 months ("bébé a 6
+    semaines, 38,4", "9 weeks old, temp 38.5") is the red flag `infant_fever_under_3_months`
+    whatever words give the age, and leans to pediatrics like that flag."""
+    flagged = {c.start for c in cues if c.kind == "red_flag"}
+    for cue in list(cues):
+        if cue.kind == "vital" and cue.vital == "temperature" and cue.value >= INFANT_FEVER_TEMP:
+            if cue.start in flagged:
+                return  # the lexicon's own wording of the flag ("fils de 6 semaines", "38,1")
+            end = cue.start + len(cue.text)  # the reading as written, e.g. "temp 38.5"
+            cues.append(Cue("red_flag", prep, start=cue.start, end=end))
+            know["F:pediatrics"] = know.get("F:pediatrics", 0.0) + 1.0
+            return
 
 
 def _count_specific_terms(spans: dict[tuple[int, int], list[str]], know: dict[str, float]) -> None:

@@ -187,3 +187,32 @@ def test_their_look_alikes_are_not_red_flag_cases(red_case, text):
     """A jab, a rash that fades under a glass, heavy periods, static shocks, bismuth, an old
     stroke, chest pain only when pressed: the words of a red flag, not the case."""
     assert not red_case(text)
+
+
+# --- a fever under 3 months, whatever words give the age (features._infant_fever) -----------
+
+INFANT_FEVERS = [
+    "Mon bébé a 6 semaines, il a 38,4 dans les fesses ce soir #DocTocToc",
+    "notre fils a 7 semaines, il a 38,5 depuis ce soir et il gémit #DocTocToc",
+    "bb de 6 semaines, 38,7 en rectal ce soir #DocTocToc",
+    "Baby is 9 weeks old, temp 38.5 under the arm, doesn't want to nurse #DocTocToc",
+    "bebe 2 mois chaud 38,6 ce matin dort beaucoup #DocTocToc",
+    "My son is 7 weeks, temperature 38.2 tonight #DocTocToc",
+]
+NOT_INFANT_FEVERS = [
+    "Our 4 month old had her jabs and now has a temp of 38, feeding fine #DocTocToc",
+    "My 8 month old has a little temp of 37.8 after his jabs #DocTocToc",
+    "My 6 week old has a temp of 37.6, is that ok? #DocTocToc",
+    "Enceinte de 6 semaines, 38,2 de fièvre depuis hier #DocTocToc",
+]
+
+
+@pytest.mark.parametrize("text", INFANT_FEVERS)
+def test_a_fever_under_three_months_is_a_red_flag_however_the_age_is_written(fz, red_case, text):
+    assert red_case(text)
+    assert fz.analyze(text).know.get("F:pediatrics")  # leans to pediatrics like the flag
+
+
+@pytest.mark.parametrize("text", NOT_INFANT_FEVERS)
+def test_an_older_baby_or_a_normal_temperature_is_not_the_infant_fever_flag(red_case, text):
+    assert not red_case(text)
