@@ -34,6 +34,8 @@ _CHILD_BEFORE = {  # words before "8 mois" / "5 semaines" that make it an age
 # the child nouns of "bébé a 6 semaines", "my son is 7 weeks"
 _CHILD_NOUNS = (_CHILD_BEFORE - {"de", "un", "une", "a", "my"}) | {"bb", "fils", "son", "daughter"}
 _HAS_AGE = frozenset({"a", "has", "is"})
+# "the baby is 2 weeks overdue", "bébé a 2 semaines de retard": a pregnancy, not an age
+_NOT_AGE_AFTER = frozenset({"overdue", "late", "early", "retard", "avance"})
 # CTAS, FRENCH: a fever of 38 °C or more under 3 months of age is a level-2 presentation
 INFANT_FEVER_AGE = 0.25  # years
 INFANT_FEVER_TEMP = 38.0
@@ -77,7 +79,11 @@ def age_years(tokens: list[str]) -> float | None:
             or (nxt == "de" and j + 1 < n and tokens[j + 1] == "vie")
             or (prev in _CHILD_BEFORE and prev not in ("de", "un", "une", "a", "my"))
             or (prev == "de" and (prev2 in _CHILD_BEFORE or prev2 in _CHILD_NOUNS))
-            or (prev in _HAS_AGE and prev2 in _CHILD_NOUNS)
+            or (
+                prev in _HAS_AGE
+                and prev2 in _CHILD_NOUNS
+                and not _NOT_AGE_AFTER.intersection(tokens[j : j + 2])
+            )
         ):
             return value * (7 if unit in _WEEK_UNITS else 1) / 365.0
     return None

@@ -204,6 +204,7 @@ NOT_INFANT_FEVERS = [
     "My 8 month old has a little temp of 37.8 after his jabs #DocTocToc",
     "My 6 week old has a temp of 37.6, is that ok? #DocTocToc",
     "Enceinte de 6 semaines, 38,2 de fièvre depuis hier #DocTocToc",
+    "The baby is 2 weeks overdue and I've got a temp of 38.2 #DocTocToc",
 ]
 
 
