@@ -7,6 +7,7 @@ are described in classifiers/README.md, "Model".
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -221,12 +222,8 @@ def _validate_urgency(
     classes = sorted({e.urgency for e in urg})
     counts = [d.cue_counts for d in vec.analyze([e.text for e in urg])]
     repeats = max(1, s.threshold_repeats)
-    proba = np.vstack(
-        [
-            _softmax(beta * _out_of_fold_decisions(urg, classes, vec, s, extra, seed))
-            for seed in range(repeats)
-        ]
-    )
+    decisions = _out_of_fold_decisions(urg, classes, vec, s, extra, range(repeats))
+    proba = np.vstack([_softmax(beta * d) for d in decisions])
     adjusted = adjust_urgency(proba, counts * repeats, s.rules)
     iu = classes.index("urgent")
     gold = np.tile(np.asarray([e.urgency == "urgent" for e in urg]), repeats)
@@ -251,10 +248,12 @@ def _out_of_fold_decisions(
     vec: Any,
     s: TrainSettings,
     extra: list[Example],
-    seed: int = 0,
-) -> np.ndarray:
-    """Each request's urgency decision values from a model fitted on the other folds; the
-    extra examples that teach urgency join every training fold and are never scored."""
+    seeds: Iterable[int] = (0,),
+) -> list[np.ndarray]:
+    """Each request's urgency decision values from a model fitted on the other folds, one
+    array per fold seed (the posts are featurised once for all seeds); the extra examples
+    that teach urgency join every training fold and are never scored."""
+    import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
@@ -262,30 +261,37 @@ def _out_of_fold_decisions(
 
     labels = [e.urgency for e in urg]
     X = vec.transform([e.text for e in urg])
+    w = _weights(urg)
     helpers = [e for e in extra if e.is_request and e.urgency and teaches(e, "urgency")]
-    if not helpers:
-        return cross_val_predict(
-            LogisticRegression(C=s.urgency_c, max_iter=5000),
-            X,
-            labels,
-            cv=validation_folds(s.cv, seed),
-            method="decision_function",
-            params={"sample_weight": _weights(urg)},
-        )
-    import scipy.sparse as sp
-
-    Xh = vec.transform([e.text for e in helpers])
-    yh = [e.urgency for e in helpers]
-    w, wh = _weights(urg), _weights(helpers)
-    decision = np.zeros((len(urg), len(classes)))
-    for fit_idx, val_idx in validation_folds(s.cv, seed).split(X, labels):
-        model = LogisticRegression(C=s.urgency_c, max_iter=5000).fit(
-            sp.vstack([X[fit_idx], Xh]),
-            [labels[i] for i in fit_idx] + yh,
-            sample_weight=np.concatenate([w[fit_idx], wh]),
-        )
-        decision[val_idx] = model.decision_function(X[val_idx])
-    return decision
+    if helpers:
+        Xh = vec.transform([e.text for e in helpers])
+        yh = [e.urgency for e in helpers]
+        wh = _weights(helpers)
+    out: list[np.ndarray] = []
+    for seed in seeds:
+        folds = validation_folds(s.cv, seed)
+        if not helpers:
+            out.append(
+                cross_val_predict(
+                    LogisticRegression(C=s.urgency_c, max_iter=5000),
+                    X,
+                    labels,
+                    cv=folds,
+                    method="decision_function",
+                    params={"sample_weight": w},
+                )
+            )
+            continue
+        decision = np.zeros((len(urg), len(classes)))
+        for fit_idx, val_idx in folds.split(X, labels):
+            model = LogisticRegression(C=s.urgency_c, max_iter=5000).fit(
+                sp.vstack([X[fit_idx], Xh]),
+                [labels[i] for i in fit_idx] + yh,
+                sample_weight=np.concatenate([w[fit_idx], wh]),
+            )
+            decision[val_idx] = model.decision_function(X[val_idx])
+        out.append(decision)
+    return out
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
